@@ -1,0 +1,61 @@
+"""hud_vf_gym: any HUD environment (an MCP server) as a multi-turn RL environment for verifiers and Gymnasium.
+
+`import hud_vf_gym` stays cheap: the public names below are imported on first use, so a built-in MCP server started
+as `python -m hud_vf_gym.environments...` never pays for verifiers, datasets or torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.2.0"
+
+# public name -> module that defines it
+_LAZY_NAMES: dict[str, str] = {
+    "ActionMapper": "hud_vf_gym.actions",
+    "ConfigError": "hud_vf_gym.errors",
+    "DependencyNotInstalled": "hud_vf_gym.errors",
+    "EnvConfig": "hud_vf_gym.config",
+    "Grade": "hud_vf_gym.types",
+    "HUDGym": "hud_vf_gym.env",
+    "HUDGymError": "hud_vf_gym.errors",
+    "HUDRubric": "hud_vf_gym.rubric",
+    "MCPServerError": "hud_vf_gym.errors",
+    "ParsedTurn": "hud_vf_gym.parser",
+    "Task": "hud_vf_gym.tasks",
+    "TaskError": "hud_vf_gym.errors",
+    "ToolCall": "hud_vf_gym.types",
+    "ToolResult": "hud_vf_gym.types",
+    "ToolXMLParser": "hud_vf_gym.parser",
+    "load_config": "hud_vf_gym.config",
+    "load_environment": "hud_vf_gym.env",
+    "load_taskset": "hud_vf_gym.tasks",
+}
+
+__all__ = sorted([*_LAZY_NAMES, "__version__"])
+
+if TYPE_CHECKING:
+    from hud_vf_gym.actions import ActionMapper
+    from hud_vf_gym.config import EnvConfig, load_config
+    from hud_vf_gym.env import HUDGym, load_environment
+    from hud_vf_gym.errors import ConfigError, DependencyNotInstalled, HUDGymError, MCPServerError, TaskError
+    from hud_vf_gym.parser import ParsedTurn, ToolXMLParser
+    from hud_vf_gym.rubric import HUDRubric
+    from hud_vf_gym.tasks import Task, load_taskset
+    from hud_vf_gym.types import Grade, ToolCall, ToolResult
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module the first time it is used."""
+    module_name = _LAZY_NAMES.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'hud_vf_gym' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """List the public names, so tab completion shows what lazy loading hides."""
+    return __all__

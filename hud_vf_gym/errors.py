@@ -1,0 +1,79 @@
+"""The exceptions hud_vf_gym raises, in one place.
+
+```
+HUDGymError
+├── ConfigError              a bad environment YAML or bad keyword arguments (user error)
+├── TaskError                a bad task row or taskset source (user error)
+│   └── TasksetError         a taskset with one or more bad rows, all of them listed
+├── DependencyNotInstalled   an optional extra is missing; the message has the pip command
+└── MCPServerError           an MCP server failed (infrastructure; also a verifiers InfraError)
+    ├── ServerStartError     the server could not be started or did not finish initialising
+    ├── ServerTimeoutError   a request to the server ran past its timeout
+    └── ServerConnectionError  the server died or the connection dropped mid-rollout
+```
+
+A model's mistake (no tool call, bad syntax, unknown action, a tool that answered with an error) is never an
+exception: it becomes an observation the model can learn from. User errors are raised before any rollout starts.
+Infrastructure errors subclass `verifiers.InfraError`, so verifiers records them in `state["error"]`, retries them
+where configured, and keeps the rollout out of training instead of scoring it 0.
+"""
+
+from __future__ import annotations
+
+import verifiers as vf
+
+__all__ = [
+    "ConfigError",
+    "DependencyNotInstalled",
+    "HUDGymError",
+    "MCPServerError",
+    "ServerConnectionError",
+    "ServerStartError",
+    "ServerTimeoutError",
+    "TaskError",
+    "TasksetError",
+]
+
+
+class HUDGymError(Exception):
+    """Base class of every error hud_vf_gym raises on purpose."""
+
+
+class ConfigError(HUDGymError, ValueError):
+    """Raised when the user gives an environment config (YAML or keyword arguments) that cannot be used."""
+
+
+class TaskError(HUDGymError, ValueError):
+    """Raised when the user gives a task row or a taskset source that cannot be used."""
+
+
+class TasksetError(TaskError):
+    """Raised when a taskset has bad rows and none of them is usable; the message lists every problem."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        """Build the message from the taskset's name and every problem found in it."""
+        self.source = source
+        self.problems = list(problems)
+        count = len(self.problems)
+        header = f"{count} invalid task{'s' if count != 1 else ''} in {source}"
+        super().__init__("\n  ".join([header, *self.problems]))
+
+
+class DependencyNotInstalled(HUDGymError, ImportError):
+    """Raised when the user calls a feature whose optional dependencies are not installed."""
+
+
+class MCPServerError(HUDGymError, vf.InfraError):
+    """Raised when an MCP server fails for reasons the model did not cause (infrastructure)."""
+
+
+class ServerStartError(MCPServerError):
+    """Raised when an MCP server cannot be started, reached or initialised."""
+
+
+class ServerTimeoutError(MCPServerError):
+    """Raised when an MCP request (initialise, list_tools, call_tool) runs past its timeout."""
+
+
+class ServerConnectionError(MCPServerError):
+    """Raised when an MCP server dies or its connection drops while a rollout is using it."""

@@ -1,0 +1,400 @@
+"""The environment YAML: a validated schema, built-in configs by short name, and one clear error for bad input.
+
+A config says what the model is told (`system_prompt`), how its actions become MCP tool calls
+(`action_mappings`), how turns are scored (`parser`, `rubric`), and how long things may take. The two configs HUD
+published (2048 and computer use) load unchanged; everything is checked when the file loads, and every problem is
+reported at once with its key path:
+
+    configs/2048.yaml: 2 problems
+      action_mappings.left._tool: Input should be a valid string [input: 5]
+      rubric.weights.task_complete: unknown key; expected one of format_compliance, screenshot_behavior, ...
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from hud_vf_gym.errors import ConfigError
+from hud_vf_gym.transforms import Transform, TransformError, compile_transform
+
+__all__ = [
+    "ActionMapping",
+    "ArgumentSpec",
+    "EnvConfig",
+    "RubricWeights",
+    "builtin_config_names",
+    "load_config",
+    "resolve_config_path",
+]
+
+LIFECYCLE_TOOLS = frozenset({"setup", "evaluate"})  # run by the environment, never by the agent
+DEFAULT_CONNECT_TIMEOUT_S = 30.0  # start + initialise + list_tools; a cold docker image may need most of it
+DEFAULT_TOOL_CALL_TIMEOUT_S = 60.0  # one tool call; a browser action with page loads stays well under this
+DEFAULT_ROLLOUT_TIMEOUT_S = 1800.0  # a whole episode, model time included; a hung rollout must not stall a batch
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JobConfig(BaseModel):
+    """The `job` section: a name and free-form metadata for experiment tracking (never sent to a server)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str = Field(default="hud-vf-gym", description="A name for runs made with this config.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form metadata.")
+    dataset_link: str | None = Field(default=None, description="The taskset this config was written for.")
+
+
+class Defaults(_Strict):
+    """The `defaults` section: environment defaults a keyword argument can override."""
+
+    max_turns: int = Field(default=30, gt=0, description="Model turns before the episode is truncated.")
+
+
+class ParserConfig(_Strict):
+    """The `parser` section: the turn format and how the format reward splits between tags and actions."""
+
+    use_thinking: bool = Field(default=True, description="Ask for <think> before each <tool>.")
+    xml_weight: float = Field(default=0.6, ge=0, description="Share of format_compliance for the tags.")
+    action_weight: float = Field(default=0.4, ge=0, description="Share of format_compliance for a valid action.")
+
+    @model_validator(mode="after")
+    def _weights_not_both_zero(self) -> ParserConfig:
+        if self.xml_weight + self.action_weight <= 0:
+            raise ValueError("xml_weight and action_weight are both 0; give at least one a positive weight")
+        return self
+
+
+class RubricWeights(_Strict):
+    """Weights of the five rubric components; each is also reported as a metric whatever its weight."""
+
+    task_completion: float = Field(default=0.8, description="The task's grade from the evaluate tool.")
+    tool_execution: float = Field(default=0.1, description="Successful tool calls / attempted tool calls.")
+    format_compliance: float = Field(default=0.1, description="Tag format and valid actions, per turn.")
+    screenshot_behavior: float = Field(default=0.0, description="The first action is a screenshot.")
+    thinking_quality: float = Field(default=0.0, description="Thinking present, within bounds, not repeated.")
+
+
+class ThinkingBounds(_Strict):
+    """How `thinking_quality` judges a `<think>` block (see `rubric.thinking_quality`)."""
+
+    min_chars: int = Field(default=10, ge=0, description="Shorter thinking does not count as within bounds.")
+    max_chars: int = Field(default=1500, gt=0, description="Longer thinking does not count as within bounds.")
+    max_similarity: float = Field(
+        default=0.9, ge=0, le=1, description="Similarity to the previous turn's thinking above this counts as a copy."
+    )
+
+
+class RubricConfig(_Strict):
+    """The `rubric` section."""
+
+    weights: RubricWeights = Field(default_factory=RubricWeights)
+    thinking: ThinkingBounds = Field(default_factory=ThinkingBounds)
+
+
+class Timeouts(_Strict):
+    """The `timeouts` section, in seconds. None of them waits forever (HUD's 600 s init wait is not a default)."""
+
+    connect_s: float = Field(default=DEFAULT_CONNECT_TIMEOUT_S, gt=0, description="Start, initialise, list tools.")
+    tool_call_s: float = Field(default=DEFAULT_TOOL_CALL_TIMEOUT_S, gt=0, description="One tool call.")
+    rollout_s: float = Field(default=DEFAULT_ROLLOUT_TIMEOUT_S, gt=0, description="One whole episode.")
+
+
+_UNSET: Any = object()
+
+
+class ArgumentSpec(_Strict):
+    """How one MCP argument gets its value. Exactly one of `static`, `from_arg` or `from_args` is set.
+
+    A plain scalar or list in the YAML (`action: click`) is shorthand for `static`.
+    """
+
+    static: Any = Field(default=_UNSET, description="A constant value.")
+    from_arg: str | None = Field(default=None, description="The agent's argument to read.")
+    from_args: list[str] | None = Field(default=None, description="Several agent arguments, sent as a list.")
+    default: Any = Field(
+        default=_UNSET, description="MCP value used when the agent omits the argument (not transformed)."
+    )
+    defaults: list[Any] | None = Field(default=None, description="Per-item defaults for from_args.")
+    transform: str | list[str] | None = Field(
+        default=None, description="A named transform, a list of names or a lambda."
+    )
+    use_context: bool = Field(default=False, description="The lambda also receives every argument of the call by name.")
+    optional: bool = Field(default=False, description="Leave the argument out when the agent omits it (no default).")
+
+    _compiled_transform: Transform | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand_static(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return value
+        return {"static": value}
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> ArgumentSpec:
+        sources = [name for name in ("static", "from_arg", "from_args") if self._is_set(name)]
+        if len(sources) != 1:
+            found = ", ".join(sources) or "none"
+            raise ValueError(f"set exactly one of static, from_arg, from_args (found: {found})")
+        if self.transform is not None:
+            try:
+                compiled = compile_transform(self.transform)
+            except TransformError as exc:
+                raise ValueError(str(exc)) from exc
+            if self.use_context and not compiled.wants_context:
+                raise ValueError("use_context is true, so the transform must take two parameters: 'lambda x, ctx: ...'")
+            self._compiled_transform = compiled
+        if self.defaults is not None and (self.from_args is None or len(self.defaults) != len(self.from_args)):
+            raise ValueError("defaults must be a list with one entry per name in from_args")
+        return self
+
+    def _is_set(self, name: str) -> bool:
+        value = getattr(self, name)
+        if name == "static":
+            return value is not _UNSET  # `static: null` is a legitimate constant
+        return value is not None
+
+    @property
+    def compiled_transform(self) -> Transform | None:
+        """The transform, compiled when the config loaded (None when there is none)."""
+        return self._compiled_transform
+
+    @property
+    def has_default(self) -> bool:
+        """Whether the mapping gives a value for an omitted agent argument."""
+        return self.default is not _UNSET
+
+    @property
+    def has_static(self) -> bool:
+        """Whether the argument is a constant."""
+        return self.static is not _UNSET
+
+
+class ParserHints(_Strict):
+    """The `_parser` key of an action mapping."""
+
+    positional: list[str] = Field(default_factory=list, description="Names given to positional arguments, in order.")
+
+
+class ActionMapping(BaseModel):
+    """One agent action: which MCP tool it calls (`_tool`) and how each MCP argument is built.
+
+    Keys starting with `_` configure the action; every other key is an MCP argument name mapped to an
+    `ArgumentSpec` (or a constant).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    tool: str | None = Field(
+        default=None, alias="_tool", description="The MCP tool to call; defaults to the action name."
+    )
+    parser: ParserHints = Field(default_factory=ParserHints, alias="_parser")
+    description: str | None = Field(default=None, alias="_description", description="Shown in generated prompts.")
+    mcp_arguments: dict[str, ArgumentSpec] = Field(default_factory=dict, description="MCP argument -> its source.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_arguments(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        options = {key: item for key, item in value.items() if str(key).startswith("_")}
+        arguments = {str(key): item for key, item in value.items() if not str(key).startswith("_")}
+        return {**options, "mcp_arguments": arguments}
+
+    @property
+    def referenced_agent_arguments(self) -> set[str]:
+        """The agent argument names this mapping reads (from_arg / from_args) or names positionally."""
+        names = set(self.parser.positional)
+        for spec in self.mcp_arguments.values():
+            if spec.from_arg:
+                names.add(spec.from_arg)
+            names.update(spec.from_args or [])
+        return names
+
+
+class EnvConfig(_Strict):
+    """A whole environment config, as loaded from YAML (see the README for every key)."""
+
+    job: JobConfig = Field(default_factory=JobConfig)
+    system_prompt: str = Field(min_length=1, description="What the model is told about its actions and the format.")
+    defaults: Defaults = Field(default_factory=Defaults)
+    parser: ParserConfig = Field(default_factory=ParserConfig)
+    action_mappings: dict[str, ActionMapping] = Field(min_length=1, description="Agent action name -> MCP call.")
+    passthrough_tools: list[str] | Literal["*"] = Field(
+        default_factory=list,
+        description="MCP tools the agent may call directly by name (keyword arguments), or '*' for all of them. "
+        "The lifecycle tools setup and evaluate are never reachable.",
+    )
+    rubric: RubricConfig = Field(default_factory=RubricConfig)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    tool_error_pattern: str = Field(
+        default=r"^\s*ERROR:",
+        description="A tool result whose text matches this regex counts as a failed call, even without isError.",
+    )
+    logging: dict[str, Any] = Field(default_factory=dict, description="Accepted for compatibility; unused.")
+
+    @field_validator("tool_error_pattern")
+    @classmethod
+    def _valid_regex(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return pattern
+
+    @field_validator("passthrough_tools")
+    @classmethod
+    def _no_lifecycle_passthrough(cls, tools: list[str] | str) -> list[str] | str:
+        blocked = sorted(LIFECYCLE_TOOLS.intersection(tools if isinstance(tools, list) else []))
+        if blocked:
+            raise ValueError(f"{', '.join(blocked)} run only as the task's setup/evaluate; remove them from this list")
+        return tools
+
+    @model_validator(mode="after")
+    def _check_actions(self) -> EnvConfig:
+        problems = []
+        for name, mapping in self.action_mappings.items():
+            if name == "done":
+                continue
+            tool = mapping.tool or name
+            if tool in LIFECYCLE_TOOLS:
+                problems.append(f"action_mappings.{name}._tool: {tool!r} is a lifecycle tool the agent may not call")
+            if not _IDENTIFIER.fullmatch(name):
+                problems.append(f"action_mappings.{name}: action names must be identifiers like click or move_left")
+        weights = self.rubric.weights
+        if weights.screenshot_behavior > 0 and "screenshot" not in self.action_mappings:
+            problems.append("rubric.weights.screenshot_behavior: is above 0 but there is no 'screenshot' action")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def max_turns(self) -> int:
+        """Model turns before truncation (`defaults.max_turns`)."""
+        return self.defaults.max_turns
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _repo_configs_dir() -> Path:
+    # editable checkout: <repo>/hud_vf_gym/config.py -> <repo>/configs
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+def _builtin_dirs() -> list[Path]:
+    packaged = Path(str(resources.files("hud_vf_gym") / "_configs"))  # inside a built wheel
+    return [path for path in (packaged, _repo_configs_dir()) if path.is_dir()]
+
+
+def builtin_config_names() -> list[str]:
+    """Names of the configs shipped with the package ("2048", "default", ...)."""
+    names = {path.stem for directory in _builtin_dirs() for path in directory.glob("*.yaml")}
+    return sorted(names)
+
+
+def resolve_config_path(config_path: str | Path) -> Path:
+    """Turn a file path or a built-in short name into the YAML file to read."""
+    path = Path(config_path).expanduser()
+    if path.is_file():
+        return path
+    name = str(config_path).removesuffix(".yaml").removesuffix(".yml")
+    for directory in _builtin_dirs():
+        candidate = directory / f"{Path(name).name}.yaml"
+        if candidate.is_file() and "/" not in name:
+            return candidate
+    names = builtin_config_names()
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(
+        f"config {str(config_path)!r} is neither a YAML file nor a built-in config; "
+        f"built-in configs: {', '.join(names)}{hint}"
+    )
+
+
+def load_config(config_path: str | Path = "2048", **overrides: Any) -> EnvConfig:
+    """Load and validate a config from a YAML file or a built-in name; raise `ConfigError` naming every problem.
+
+    Args:
+        config_path: a path to a YAML file, or the short name of a built-in config ("2048", "default").
+        **overrides: top-level sections replaced after loading (for example `system_prompt="..."`).
+    """
+    path = resolve_config_path(config_path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from exc
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"{path}: expected a mapping of sections (system_prompt, action_mappings, ...), found {type(raw).__name__}"
+        )
+    return parse_config({**raw, **overrides}, source=str(path))
+
+
+def parse_config(raw: Mapping[str, Any], *, source: str = "<config>") -> EnvConfig:
+    """Validate an already-loaded config mapping; `source` names it in error messages."""
+    try:
+        return EnvConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        location = _location(error["loc"])
+        lines.append(f"  {location}: {_message(error)}")
+    count = len(lines)
+    return f"{source}: {count} problem{'s' if count != 1 else ''}\n" + "\n".join(lines)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts = [str(part) for part in loc if part != "mcp_arguments"]
+    return ".".join(parts) or "(top level)"
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"unknown key; {_allowed_keys_hint(error['loc'])}"
+    if error["type"] == "missing":
+        return "required key is missing"
+    shown = repr(error.get("input"))
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return message if error["type"] == "value_error" else f"{message} [input: {shown}]"
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """Follow a validation error's location through the schema to the model that owns its last key."""
+    current: Any = EnvConfig
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            current = field.annotation if field else None
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]  # `part` is a key of the dict; continue with its value type
+        else:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _allowed_keys_hint(loc: tuple[int | str, ...]) -> str:
+    model = _model_at(loc[:-1])
+    if model is None:
+        return "check the spelling against the README's schema"
+    allowed = sorted((field.alias or name) for name, field in model.model_fields.items() if not field.exclude)
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"expected one of {', '.join(allowed)}{hint}"

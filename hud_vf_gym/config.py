@@ -321,12 +321,15 @@ def resolve_config_path(config_path: str | Path) -> Path:
     )
 
 
-def load_config(config_path: str | Path = "2048", **overrides: Any) -> EnvConfig:
+def load_config(
+    config_path: str | Path = "2048", *, max_turns: int | None = None, system_prompt: str | None = None
+) -> EnvConfig:
     """Load and validate a config from a YAML file or a built-in name; raise `ConfigError` naming every problem.
 
     Args:
         config_path: a path to a YAML file, or the short name of a built-in config ("2048", "default").
-        **overrides: top-level sections replaced after loading (for example `system_prompt="..."`).
+        max_turns: replaces `defaults.max_turns` when given.
+        system_prompt: replaces `system_prompt` when given.
     """
     path = resolve_config_path(config_path)
     try:
@@ -339,7 +342,13 @@ def load_config(config_path: str | Path = "2048", **overrides: Any) -> EnvConfig
         raise ConfigError(
             f"{path}: expected a mapping of sections (system_prompt, action_mappings, ...), found {type(raw).__name__}"
         )
-    return parse_config({**raw, **overrides}, source=str(path))
+    merged = dict(raw)
+    if system_prompt is not None:
+        merged["system_prompt"] = system_prompt
+    if max_turns is not None:
+        defaults = merged.get("defaults")
+        merged["defaults"] = {**(defaults if isinstance(defaults, Mapping) else {}), "max_turns": max_turns}
+    return parse_config(merged, source=str(path))
 
 
 def parse_config(raw: Mapping[str, Any], *, source: str = "<config>") -> EnvConfig:

@@ -9,7 +9,8 @@ HUDGymError
 └── MCPServerError           an MCP server failed (infrastructure; also a verifiers InfraError)
     ├── ServerStartError     the server could not be started or did not finish initialising
     ├── ServerTimeoutError   a request to the server ran past its timeout
-    └── ServerConnectionError  the server died or the connection dropped mid-rollout
+    ├── ServerConnectionError  the server died or the connection dropped mid-rollout
+    └── TaskSetupError       the task's setup tool answered with an error (the episode cannot start)
 ```
 
 A model's mistake (no tool call, bad syntax, unknown action, a tool that answered with an error) is never an
@@ -31,6 +32,7 @@ __all__ = [
     "ServerStartError",
     "ServerTimeoutError",
     "TaskError",
+    "TaskSetupError",
     "TasksetError",
 ]
 
@@ -77,3 +79,7 @@ class ServerTimeoutError(MCPServerError):
 
 class ServerConnectionError(MCPServerError):
     """Raised when an MCP server dies or its connection drops while a rollout is using it."""
+
+
+class TaskSetupError(MCPServerError):
+    """Raised when a task's setup call answers with an error, so the episode cannot start as the task intends."""

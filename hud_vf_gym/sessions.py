@@ -31,8 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Self, TextIO, TypeVar
-from urllib.parse import urlparse
+from typing import Any, Self, TextIO, TypeVar
 
 import anyio
 import httpx
@@ -42,14 +41,19 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import McpError
 from mcp.shared.message import SessionMessage
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hud_vf_gym.errors import ConfigError, MCPServerError, ServerConnectionError, ServerStartError, ServerTimeoutError
 from hud_vf_gym.grading import normalize_result
-from hud_vf_gym.templates import redact, redact_text, resolve_templates, secret_values, template_variables
+from hud_vf_gym.mcp_config import (
+    RemoteServer,
+    ServerEntry,
+    StdioServer,
+    check_hub_credentials,
+    parse_mcp_config,
+)
+from hud_vf_gym.templates import redact, redact_text, resolve_templates, secret_values
 from hud_vf_gym.types import ToolResult, ToolSpec
 
 __all__ = [
@@ -57,7 +61,6 @@ __all__ = [
     "DEFAULT_CALL_TIMEOUT_S",
     "DEFAULT_CONNECT_TIMEOUT_S",
     "FORCED_CLOSE_TIMEOUT_S",
-    "HUB_HOSTS",
     "MCPSession",
     "RemoteServer",
     "ServerEntry",
@@ -90,9 +93,6 @@ _HTTP_READ_TIMEOUT_S = 300.0
 _STDERR_TAIL_BYTES = 4096
 _STDERR_TAIL_LINES = 12
 
-HUB_HOSTS = frozenset({"mcp.hud.so", "mcp.hud.ai"})
-"""Hosts of HUD's hosted MCP hub, which needs `Authorization: Bearer <HUD_API_KEY>`."""
-
 _ResultT = TypeVar("_ResultT")
 _Streams = tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]
 
@@ -115,155 +115,6 @@ class Timeouts:
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
                 raise ConfigError(f"Timeouts.{name} must be a positive number of seconds, got {value!r}")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Server entries
-# ---------------------------------------------------------------------------------------------------------------
-
-
-class StdioServer(BaseModel):
-    """An `mcp_config` entry for a server started as a child process that speaks MCP over stdin/stdout."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    command: str = Field(min_length=1, description="The executable, e.g. `docker` or `python`.")
-    args: list[str] = Field(default_factory=list, description="Its arguments; `arguments` is accepted as a typo.")
-    env: dict[str, str] = Field(default_factory=dict, description="Variables added to mcp's safe default set.")
-    cwd: str | None = Field(default=None, description="Working directory of the child process.")
-    transport: Literal["stdio"] | None = Field(default=None, description="Only `stdio` makes sense here.")
-
-
-class RemoteServer(BaseModel):
-    """An `mcp_config` entry for a server reached by URL, over streamable HTTP or SSE."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    url: str = Field(pattern=r"^https?://", description="The MCP endpoint, e.g. `https://mcp.hud.ai/v3/mcp`.")
-    headers: dict[str, str] = Field(default_factory=dict, description="Sent with every request.")
-    transport: Literal["http", "streamable-http", "sse"] | None = Field(
-        default=None, description="Inferred when absent: a URL path containing `/sse` means SSE, else HTTP."
-    )
-
-    @property
-    def uses_sse(self) -> bool:
-        """Whether to connect over SSE (explicitly, or inferred from the URL as HUD and fastmcp do)."""
-        if self.transport is not None:
-            return self.transport == "sse"
-        path = urlparse(self.url).path.rstrip("/")
-        return path.endswith("/sse") or "/sse/" in path
-
-
-ServerEntry = StdioServer | RemoteServer
-"""One validated server entry of an `mcp_config`."""
-
-
-def parse_mcp_config(mcp_config: Mapping[str, Any]) -> dict[str, ServerEntry]:
-    """Validate every server entry of `mcp_config` and return them by server name.
-
-    Raises:
-        ConfigError: listing every problem of every entry at once.
-    """
-    if not isinstance(mcp_config, Mapping) or not mcp_config:
-        raise ConfigError(
-            f"mcp_config must map server names to server entries, e.g. "
-            f'{{"local": {{"command": "docker", "args": ["run", "--rm", "-i", "<image>"]}}}}; got {mcp_config!r}'
-        )
-    entries: dict[str, ServerEntry] = {}
-    problems: list[str] = []
-    for name, raw_entry in mcp_config.items():
-        entry = _parse_entry(str(name), raw_entry, problems)
-        if entry is not None:
-            entries[str(name)] = entry
-    if problems:
-        count = len(problems)
-        header = f"{count} problem{'s' if count != 1 else ''} in mcp_config"
-        raise ConfigError("\n  ".join([header, *problems]))
-    return entries
-
-
-def _parse_entry(name: str, raw_entry: Any, problems: list[str]) -> ServerEntry | None:
-    """Validate one entry, appending its problems (with the server's name) to `problems`."""
-    if not isinstance(raw_entry, Mapping):
-        problems.append(
-            f"server {name!r}: expected a mapping with 'command' (stdio) or 'url' (HTTP/SSE), got {raw_entry!r}"
-        )
-        return None
-    if ("command" in raw_entry) == ("url" in raw_entry):
-        which = "both 'command' and 'url'" if "command" in raw_entry else "neither 'command' nor 'url'"
-        problems.append(f"server {name!r}: has {which}; give 'command' for a stdio server or 'url' for a remote one")
-        return None
-    model: type[StdioServer] | type[RemoteServer] = StdioServer if "command" in raw_entry else RemoteServer
-    data = dict(raw_entry)
-    if model is StdioServer and "arguments" in data and "args" not in data:
-        data["args"] = data.pop("arguments")  # hud-python's Oct-2025 rename of every "args" key to "arguments"
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems.extend(_describe_validation_error(name, model, exc))
-        return None
-
-
-def _describe_validation_error(name: str, model: type[BaseModel], exc: ValidationError) -> list[str]:
-    """One line per pydantic error, with the field's location; input values are left out (they may be secrets)."""
-    lines = []
-    for error in exc.errors(include_url=False):
-        location = ".".join(str(part) for part in error["loc"])
-        if error["type"] == "extra_forbidden":
-            message = f"unknown field; expected one of {', '.join(model.model_fields)}"
-        else:
-            message = error["msg"]
-        lines.append(f"server {name!r}: {location}: {message}")
-    return lines
-
-
-def check_hub_credentials(resolved_config: Mapping[str, Any], unresolved_config: Mapping[str, Any]) -> None:
-    """Refuse, before connecting, a HUD hub entry whose Authorization header resolves to an empty bearer token.
-
-    An entry counts as the hub when its URL's host is in `HUB_HOSTS` or its unresolved headers use `HUD_API_KEY`.
-    Connecting with `Bearer ` fails with "Illegal header value" and then hangs (hud-python#110).
-
-    Raises:
-        ConfigError: naming each such server and the variable to export.
-    """
-    problems = []
-    for name, entry in resolved_config.items():
-        raw_entry = unresolved_config.get(name)
-        if (
-            not isinstance(entry, Mapping)
-            or not isinstance(raw_entry, Mapping)
-            or not isinstance(entry.get("url"), str)
-        ):
-            continue
-        raw_headers = raw_entry.get("headers") if isinstance(raw_entry.get("headers"), Mapping) else {}
-        headers = entry.get("headers") if isinstance(entry.get("headers"), Mapping) else {}
-        if urlparse(entry["url"]).hostname not in HUB_HOSTS and "HUD_API_KEY" not in template_variables(raw_headers):
-            continue
-        problem = _hub_authorization_problem(headers, raw_headers)
-        if problem:
-            problems.append(f"mcp_config server {name!r} ({raw_entry.get('url')}): {problem}")
-    if problems:
-        raise ConfigError("\n".join(problems))
-
-
-def _hub_authorization_problem(headers: Mapping[str, Any], raw_headers: Mapping[str, Any]) -> str | None:
-    """Say what is wrong with a hub entry's Authorization header, or None when it carries a token."""
-    key = next((header for header in headers if str(header).lower() == "authorization"), None)
-    if key is None:
-        return (
-            'has no Authorization header; add "Authorization": "Bearer ${HUD_API_KEY}" to its headers and '
-            "export HUD_API_KEY=... (your HUD API key)"
-        )
-    value = headers[key]
-    words = value.split() if isinstance(value, str) else ["?", "?"]
-    if words and not (len(words) == 1 and words[0].lower() == "bearer"):
-        return None
-    variables = sorted(template_variables(raw_headers.get(key, ""))) or ["HUD_API_KEY"]
-    exports = " and ".join(f"export {variable}=..." for variable in variables)
-    return (
-        f"the Authorization header resolves to an empty bearer token ({value!r}), which the HUD hub refuses; "
-        f"set the key before starting: {exports} (your HUD API key)"
-    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -299,6 +150,7 @@ class _ServerConnection:
         self._finished = anyio.Event()
         self._close_requested = anyio.Event()
         self._scope: anyio.CancelScope | None = None
+        self._startup_scope: anyio.CancelScope | None = None
         self._task: asyncio.Task[None] | None = None
         self._stderr: TextIO | None = None
         if isinstance(entry, StdioServer):
@@ -323,25 +175,41 @@ class _ServerConnection:
         await self._ready.wait()
 
     async def _own(self) -> None:
-        """Enter the transport and the session, initialise, then hold them open until asked to close."""
+        """Connect, then hold the transport and the session open until asked to close."""
         try:
-            with anyio.CancelScope(deadline=anyio.current_time() + self._connect_timeout_s) as scope:
+            # A backstop for a transport that hangs while opening (an SSE endpoint that never sends its first
+            # event) or while shutting down after a failed start; lifted once the server is up.
+            with anyio.CancelScope(deadline=anyio.current_time() + self._connect_timeout_s + CLOSE_TIMEOUT_S) as scope:
                 self._scope = scope
                 async with AsyncExitStack() as stack:
-                    read_stream, write_stream = await stack.enter_async_context(self._transport())
-                    client = await stack.enter_async_context(ClientSession(read_stream, write_stream))
-                    await client.initialize()
-                    self.tools = await _list_all_tools(client)
-                    scope.deadline = math.inf
-                    self._client = client
-                    self._ready.set()
-                    await self._close_requested.wait()
-            self._timed_out = scope.cancelled_caught and not self._ready.is_set()
+                    if await self._connect(stack):
+                        scope.deadline = math.inf
+                        self._ready.set()
+                        await self._close_requested.wait()
+            self._timed_out = self._timed_out or (scope.cancelled_caught and self._client is None)
         except Exception as exc:  # the owner must not die with an unretrieved exception: callers read it instead
             self._failure = exc
         finally:
             self._ready.set()
             self._finished.set()
+
+    async def _connect(self, stack: AsyncExitStack) -> bool:
+        """Open the transport and the session on `stack`, then initialise and list tools within the timeout.
+
+        The timeout covers only the requests, not the contexts, so that a server that fails to answer in time is
+        still shut down politely (stdin closed first) when `stack` exits: a `docker run` client killed outright
+        would leave its container running.
+        """
+        read_stream, write_stream = await stack.enter_async_context(self._transport())
+        client = await stack.enter_async_context(ClientSession(read_stream, write_stream))
+        with anyio.CancelScope(deadline=anyio.current_time() + self._connect_timeout_s) as startup_scope:
+            self._startup_scope = startup_scope
+            await client.initialize()
+            self.tools = await _list_all_tools(client)
+            self._client = client
+        self._startup_scope = None
+        self._timed_out = startup_scope.cancelled_caught and not self._close_requested.is_set()
+        return self._client is not None
 
     def _transport(self) -> AbstractAsyncContextManager[_Streams]:
         """The mcp transport for this entry, yielding the read and write streams."""
@@ -373,7 +241,7 @@ class _ServerConnection:
                 f"pass a larger timeout_s or raise Timeouts.call_s if it is legitimately slow"
             ) from exc
         except McpError as exc:
-            if exc.error.code != mcp.types.CONNECTION_CLOSED:
+            if not _is_connection_closed(exc):
                 raise
             raise await self._connection_error(operation, cause=None) from exc
         except _CONNECTION_LOST_ERRORS as exc:
@@ -398,22 +266,26 @@ class _ServerConnection:
                 f"MCP server {self.name!r} ({self.target}) did not finish starting (initialize + tools/list) "
                 f"within {self._connect_timeout_s:g} s; raise Timeouts.connect_s if it is slow to start"
             )
-        elif isinstance(self._failure, McpError) and self._failure.error.code == mcp.types.CONNECTION_CLOSED:
+        elif _is_connection_closed(_innermost(self._failure)):
             message = f"MCP server {self.name!r} ({self.target}) exited or closed the connection while starting"
         else:
             message = f"could not start MCP server {self.name!r} ({self.target}): {_describe_exception(self._failure)}"
         return ServerStartError(self._redact(message + self._stderr_tail()))
 
     def request_close(self) -> None:
-        """Tell the owner task to exit its contexts, which shuts the server down."""
+        """Tell the owner task to exit its contexts (stopping a start in progress), which shuts the server down."""
         self._close_requested.set()
+        if self._startup_scope is not None:
+            self._startup_scope.cancel()
 
     def force_close(self) -> None:
         """Cancel the owner task's scope: the transport kills the child process instead of waiting for it."""
         if self._scope is not None:
             self._scope.cancel()
-        elif self._task is not None:
+        elif self._task is not None:  # not started running yet: it never will, so nothing else sets the events
             self._task.cancel()
+            self._ready.set()
+            self._finished.set()
 
     async def wait_finished(self) -> None:
         """Wait until the owner task has exited its contexts."""
@@ -433,7 +305,8 @@ class _ServerConnection:
         descriptor = self._stderr.fileno()
         size = os.fstat(descriptor).st_size
         tail_bytes = os.pread(descriptor, _STDERR_TAIL_BYTES, max(0, size - _STDERR_TAIL_BYTES))
-        lines = tail_bytes.decode("utf-8", errors="replace").splitlines()[-_STDERR_TAIL_LINES:]
+        text = tail_bytes.decode("utf-8", errors="replace")
+        lines = [line.rstrip() for line in text.splitlines() if line.strip()][-_STDERR_TAIL_LINES:]
         return "".join(["\nlast lines of its stderr:", *(f"\n  | {line}" for line in lines)]) if lines else ""
 
     def _redact(self, text: str) -> str:
@@ -445,10 +318,10 @@ class _ServerConnection:
 async def _streamable_http_transport(
     url: str, headers: Mapping[str, str], connect_timeout_s: float
 ) -> AsyncIterator[_Streams]:
-    """mcp's streamable HTTP transport with our headers and connect timeout, yielding only the two streams."""
+    """Open mcp's streamable HTTP transport with our headers and connect timeout, yielding only the two streams."""
     timeout = httpx.Timeout(connect_timeout_s, read=_HTTP_READ_TIMEOUT_S)
     async with (
-        create_mcp_http_client(headers=dict(headers), timeout=timeout) as http_client,
+        httpx.AsyncClient(headers=dict(headers), timeout=timeout) as http_client,
         streamable_http_client(url, http_client=http_client) as (read_stream, write_stream, _session_id),
     ):
         yield read_stream, write_stream
@@ -467,10 +340,21 @@ async def _list_all_tools(client: ClientSession) -> list[mcp.types.Tool]:
             return tools
 
 
-def _describe_exception(exc: BaseException | None) -> str:
-    """`Type: message` of the innermost first exception of an exception group, or "" for None."""
+def _innermost(exc: BaseException | None) -> BaseException | None:
+    """The first leaf of a (nested) exception group; any other exception itself."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
+    return exc
+
+
+def _is_connection_closed(exc: BaseException | None) -> bool:
+    """Whether `exc` is the error mcp gives pending requests when the server's stream ends."""
+    return isinstance(exc, McpError) and exc.error.code == mcp.types.CONNECTION_CLOSED
+
+
+def _describe_exception(exc: BaseException | None) -> str:
+    """`Type: message` of an exception (the innermost one of a group), or "" for None."""
+    exc = _innermost(exc)
     if exc is None:
         return ""
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -593,9 +477,8 @@ class MCPSession:
         """The connection and server-side tool name for an agent-visible (or unambiguous unprefixed) name."""
         route = self._routes.get(name)
         if route is None:
-            raise ConfigError(
-                f"no MCP server offers a tool named {name!r}; available tools: {', '.join(sorted(self.tools)) or 'none'}"
-            )
+            available = ", ".join(sorted(self.tools)) or "none"
+            raise ConfigError(f"no MCP server offers a tool named {name!r}; available tools: {available}")
         return route
 
     def _build_routes(self) -> None:

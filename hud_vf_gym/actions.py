@@ -182,11 +182,15 @@ class ActionMapper:
         if call.args:
             positional = _schema_positional_names(self._tool_specs.get(call.name))
             if len(call.args) > len(positional):
+                return _too_many_passthrough_arguments(call, positional)
+            named = dict(zip(positional, call.args, strict=False))
+            twice = sorted(named.keys() & arguments.keys())
+            if twice:
                 return ActionError(
                     ActionErrorKind.BAD_ARGUMENTS,
-                    f"{call.name}() takes keyword arguments here, e.g. {format_call(call.name, (), {'x': 1})}.",
+                    f"{call.name}() got {twice[0]!r} twice. Usage: {call.name}({', '.join(positional)}).",
                 )
-            arguments.update(zip(positional, call.args, strict=False))
+            arguments.update(named)
         return MappedAction(call.name, ToolCall(call.name, arguments))
 
 
@@ -245,6 +249,21 @@ def _argument_value(spec: ArgumentSpec, named: Mapping[str, Any]) -> Any:
     raise _Missing(spec.from_arg)
 
 
+def _too_many_passthrough_arguments(call: ParsedCall, positional: list[str]) -> ActionError:
+    if not positional:  # the tool's parameters are unknown (no schema bound) or it takes none
+        example = format_call(call.name, (), {"name": "value"})
+        return ActionError(
+            ActionErrorKind.BAD_ARGUMENTS,
+            f"{call.name}() takes keyword arguments only, e.g. {example}.",
+        )
+    expected = f"{len(positional)} positional argument{'s' if len(positional) != 1 else ''}"
+    return ActionError(
+        ActionErrorKind.BAD_ARGUMENTS,
+        f"{call.name}() takes at most {expected} but {len(call.args)} were given. "
+        f"Usage: {call.name}({', '.join(positional)}).",
+    )
+
+
 def _lifecycle_error(tool_name: str) -> ActionError:
     return ActionError(
         ActionErrorKind.LIFECYCLE_TOOL,
@@ -270,12 +289,12 @@ def _find_tool(tools: Mapping[str, ToolSpec], tool_name: str) -> ToolSpec | None
 
 
 def _schema_positional_names(spec: ToolSpec | None) -> list[str]:
-    """Required parameters first, then the optional ones, in the schema's own order."""
+    """Required parameters first, then the optional ones, each in the order the schema lists its properties."""
     if spec is None:
         return []
     properties = list(dict(spec.input_schema.get("properties") or {}))
-    required = [name for name in spec.input_schema.get("required") or [] if name in properties]
-    return required + [name for name in properties if name not in required]
+    required = set(spec.input_schema.get("required") or [])
+    return [name for name in properties if name in required] + [name for name in properties if name not in required]
 
 
 def _schema_problems(action: str, mapping: ActionMapping, spec: ToolSpec) -> list[str]:

@@ -140,6 +140,17 @@ class ArgumentSpec(_Strict):
             return value
         return {"static": value}
 
+    @field_validator("transform")
+    @classmethod
+    def _transform_compiles(cls, spec: str | list[str] | None) -> str | list[str] | None:
+        # compiled here so a bad transform is reported at its own key; `_check_sources` keeps the compiled form
+        if spec is not None:
+            try:
+                compile_transform(spec)
+            except TransformError as exc:
+                raise ValueError(str(exc)) from exc
+        return spec
+
     @model_validator(mode="after")
     def _check_sources(self) -> ArgumentSpec:
         sources = [name for name in ("static", "from_arg", "from_args") if self._is_set(name)]
@@ -147,10 +158,7 @@ class ArgumentSpec(_Strict):
             found = ", ".join(sources) or "none"
             raise ValueError(f"set exactly one of static, from_arg, from_args (found: {found})")
         if self.transform is not None:
-            try:
-                compiled = compile_transform(self.transform)
-            except TransformError as exc:
-                raise ValueError(str(exc)) from exc
+            compiled = compile_transform(self.transform)  # cannot fail: `_transform_compiles` accepted it
             if self.use_context and not compiled.wants_context:
                 raise ValueError("use_context is true, so the transform must take two parameters: 'lambda x, ctx: ...'")
             self._compiled_transform = compiled
@@ -228,7 +236,7 @@ class EnvConfig(_Strict):
     system_prompt: str = Field(min_length=1, description="What the model is told about its actions and the format.")
     defaults: Defaults = Field(default_factory=Defaults)
     parser: ParserConfig = Field(default_factory=ParserConfig)
-    action_mappings: dict[str, ActionMapping] = Field(min_length=1, description="Agent action name -> MCP call.")
+    action_mappings: dict[str, ActionMapping] = Field(description="Agent action name -> MCP call.")
     passthrough_tools: list[str] | Literal["*"] = Field(
         default_factory=list,
         description="MCP tools the agent may call directly by name (keyword arguments), or '*' for all of them. "
@@ -251,12 +259,24 @@ class EnvConfig(_Strict):
             raise ValueError(f"not a valid regular expression: {exc}") from exc
         return pattern
 
+    @field_validator("action_mappings")
+    @classmethod
+    def _at_least_one_action(cls, mappings: dict[str, ActionMapping]) -> dict[str, ActionMapping]:
+        if not mappings:
+            raise ValueError(
+                "no actions are mapped; add at least one, e.g. 'left: {_tool: move, direction: left}' "
+                "(done() needs no mapping)"
+            )
+        return mappings
+
     @field_validator("passthrough_tools")
     @classmethod
     def _no_lifecycle_passthrough(cls, tools: list[str] | str) -> list[str] | str:
         blocked = sorted(LIFECYCLE_TOOLS.intersection(tools if isinstance(tools, list) else []))
         if blocked:
-            raise ValueError(f"{', '.join(blocked)} run only as the task's setup/evaluate; remove them from this list")
+            names = " and ".join(repr(name) for name in blocked)
+            verb, pronoun = ("runs", "it") if len(blocked) == 1 else ("run", "them")
+            raise ValueError(f"{names} only {verb} as the task's setup/evaluate; remove {pronoun} from this list")
         return tools
 
     @model_validator(mode="after")
@@ -272,9 +292,13 @@ class EnvConfig(_Strict):
                 problems.append(f"action_mappings.{name}: action names must be identifiers like click or move_left")
         weights = self.rubric.weights
         if weights.screenshot_behavior > 0 and "screenshot" not in self.action_mappings:
-            problems.append("rubric.weights.screenshot_behavior: is above 0 but there is no 'screenshot' action")
+            problems.append(
+                f"rubric.weights.screenshot_behavior: is {weights.screenshot_behavior} but action_mappings has no "
+                "'screenshot' action; add one or set the weight to 0"
+            )
         if problems:
-            raise ValueError("; ".join(problems))
+            # one problem per line, each with its own key path (see `_format_validation_error`)
+            raise ValueError("\n".join(problems))
         return self
 
     @property
@@ -359,13 +383,54 @@ def parse_config(raw: Mapping[str, Any], *, source: str = "<config>") -> EnvConf
         raise ConfigError(_format_validation_error(exc, source)) from None
 
 
+# the last location part pydantic adds for each member of a union (`transform.str`, `passthrough_tools.list[str]`)
+_UNION_MEMBER = re.compile(r"str|int|float|bool|none|(list|dict|literal|tuple)\[.*\]")
+
+
 def _format_validation_error(exc: ValidationError, source: str) -> str:
     lines = []
-    for error in exc.errors(include_url=False):
-        location = _location(error["loc"])
-        lines.append(f"  {location}: {_message(error)}")
+    for error in _merge_union_members(exc.errors(include_url=False)):
+        message = _message(error)
+        if not error["loc"] and error["type"] == "value_error":
+            lines += [f"  {line}" for line in message.splitlines()]  # whole-config checks name their own keys
+            continue
+        lines.append(f"  {_location(error['loc'])}: {message}")
     count = len(lines)
     return f"{source}: {count} problem{'s' if count != 1 else ''}\n" + "\n".join(lines)
+
+
+def _merge_union_members(errors: list[Any]) -> list[Any]:
+    """Report a value that fits no member of a union once, without pydantic's member tags in the location.
+
+    When one member got further (a list whose item is wrong), only its errors are kept; otherwise the members'
+    expectations are joined: `Input should be a valid string or a valid list`.
+    """
+    ordered: list[Any] = []
+    groups: dict[tuple[int | str, ...], list[Any]] = {}
+    for error in errors:
+        loc = tuple(error["loc"])
+        tag = next((i for i, part in enumerate(loc) if _UNION_MEMBER.fullmatch(str(part))), None)
+        if tag is None or error["type"] == "value_error":
+            ordered.append(error)
+            continue
+        prefix = loc[:tag]
+        if prefix not in groups:
+            groups[prefix] = []
+            ordered.append(prefix)  # a placeholder, replaced below by the group's errors
+        groups[prefix].append({**error, "loc": prefix + loc[tag + 1 :]})
+    merged: list[Any] = []
+    for item in ordered:
+        if not isinstance(item, tuple):
+            merged.append(item)
+            continue
+        members = groups[item]
+        deeper = [error for error in members if len(error["loc"]) > len(item)]
+        if deeper:
+            merged += deeper
+            continue
+        expected = " or ".join(str(error["msg"]).removeprefix("Input should be ") for error in members)
+        merged.append({**members[0], "msg": f"Input should be {expected}"})
+    return merged
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -378,7 +443,7 @@ def _message(error: Mapping[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
         return f"unknown key; {_allowed_keys_hint(error['loc'])}"
     if error["type"] == "missing":
-        return "required key is missing"
+        return f"required key is missing{_field_purpose(error['loc'])}"
     shown = repr(error.get("input"))
     if len(shown) > 80:
         shown = shown[:77] + "..."
@@ -397,6 +462,15 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
         else:
             return None
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _field_purpose(loc: tuple[int | str, ...]) -> str:
+    model = _model_at(loc[:-1])
+    field = model.model_fields.get(str(loc[-1])) if model else None
+    if field is None or not field.description:
+        return ""
+    description = field.description.rstrip(".")
+    return f" ({description[0].lower()}{description[1:]})"
 
 
 def _allowed_keys_hint(loc: tuple[int | str, ...]) -> str:

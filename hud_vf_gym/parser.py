@@ -182,7 +182,16 @@ def _literal(node: ast.expr, *, depth: int, where: str) -> Any:  # noqa: C901 - 
             return dict(zip(keys, values, strict=True))
         except TypeError as exc:  # a list used as a key
             raise _NotALiteral(f"{where} has a dict key that is not a plain value") from exc
-    raise _NotALiteral(f"{where} is an expression ({ast.unparse(node)[:60]}), not a value")
+    raise _NotALiteral(f"{where} is an expression ({_describe(node)}), not a value")
+
+
+def _describe(node: ast.expr) -> str:
+    """Show an argument's source briefly; a deeply nested one is too deep for `ast.unparse` and gets its kind."""
+    try:
+        text = ast.unparse(node)
+    except RecursionError:
+        return f"a deeply nested {type(node).__name__}"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,12 +246,12 @@ class ToolXMLParser(vf.XMLParser):  # type: ignore[misc]  # verifiers ships no t
     def score_tags(self, turn: ParsedTurn) -> float:
         """Score the tag format of a turn in [0, 1].
 
-        No `<tool>` scores 0. Otherwise: 0.4 for a closed `<tool>` (0.2 if unclosed), 0.2 for exactly one `<tool>`,
-        0.2 for no text outside the tags, and 0.2 for the thinking part: a non-empty, closed `<think>` before the
-        tool when thinking is asked for; no requirement otherwise. Unlike verifiers' XML heuristic, a message
-        missing its tool call cannot score well because of spacing or tag order alone.
+        No `<tool>`, or an empty one, scores 0. Otherwise: 0.4 for a closed `<tool>` (0.2 if unclosed), 0.2 for
+        exactly one `<tool>`, 0.2 for no text outside the tags, and 0.2 for the thinking part: a non-empty, closed
+        `<think>` before the tool when thinking is asked for; no requirement otherwise. Unlike verifiers' XML
+        heuristic, a message missing its tool call cannot score well because of spacing or tag order alone.
         """
-        if turn.tool_text is None:
+        if not turn.tool_text:  # tool_text is stripped, so "" is an empty or blank <tool>
             return 0.0
         score = 0.4 if turn.tool_closed else 0.2
         score += 0.2 if turn.tool_tags == 1 else 0.0

@@ -440,6 +440,7 @@ class MCPSession:
             ServerTimeoutError: the call ran past `timeout_s` (default `timeouts.call_s`).
             ServerConnectionError: the server died or its connection dropped.
         """
+        self._ensure_open(f"call tool {name!r}")
         connection, tool_name = self._route(name)
         request = mcp.types.ClientRequest(
             mcp.types.CallToolRequest(params=mcp.types.CallToolRequestParams(name=tool_name, arguments=dict(arguments)))
@@ -465,6 +466,7 @@ class MCPSession:
             ServerConnectionError: a server died or its connection dropped.
             MCPServerError: a server answered with a JSON-RPC error.
         """
+        self._ensure_open("list tools")
         for connection in self._connections.values():
             try:
                 connection.tools = await connection.request("tools/list", self.timeouts.call_s, _list_all_tools)
@@ -472,6 +474,13 @@ class MCPSession:
                 raise MCPServerError(f"MCP server {connection.name!r} refused tools/list: {exc.error.message}") from exc
         self._build_routes()
         return self.tools
+
+    def _ensure_open(self, action: str) -> None:
+        """Refuse to use a session after `aclose`."""
+        if self._closing is not None:
+            raise ServerConnectionError(
+                f"cannot {action}: the MCP session to {', '.join(self._connections)} is closed; open a new one"
+            )
 
     def _route(self, name: str) -> tuple[_ServerConnection, str]:
         """The connection and server-side tool name for an agent-visible (or unambiguous unprefixed) name."""

@@ -172,6 +172,11 @@ def _parse_mcp_config(value: Any) -> dict[str, Any]:
 
 
 def _parse_server_entry(entry: Any) -> dict[str, Any]:
+    if entry is None:
+        raise _fail(
+            "expected a server entry, found None; a Dataset built from dicts gives every row the server names of "
+            "all rows (Arrow structs), so store mcp_config as a JSON string per row, as Task.to_row() does"
+        )
     if not isinstance(entry, Mapping):
         raise _fail(f"expected a server entry (a mapping with 'command' or 'url'), found {_short(entry)}")
     if "command" not in entry and "url" not in entry:
@@ -323,7 +328,7 @@ def _did_you_mean(key: str, row: Mapping[str, Any]) -> str:
 
 
 def _row_label(task_id: Any, index: int | None) -> str:
-    """Name a row in messages: `row 3 (id 'x')`, `row 3 (no id)`, or `task 'x'` when the index is unknown."""
+    """Name a row in messages: `row 3 (id 'x')`, `row 3 (no id)`, or `task (id 'x')` when the index is unknown."""
     described = "no id" if task_id is None or task_id == "" else f"id {task_id!r}"
     if index is None:
         return f"task ({described})"

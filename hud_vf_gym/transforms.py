@@ -33,6 +33,7 @@ MAX_INT_BITS = 4096  # results bigger than this are a config bug, not a coordina
 MAX_SEQUENCE_LENGTH = 100_000  # `"a" * n` and list repetition beyond this would only exhaust memory
 MAX_FORMAT_WIDTH = 1_000  # f-string widths and precisions; padding beyond this is never a sane MCP value
 MAX_SOURCE_LENGTH = 2_000  # a transform is one short expression; longer text is almost surely a mistake
+MAX_SHOWN_LENGTH = 100  # values quoted in error messages are cut to this many characters
 
 
 class TransformError(ValueError):
@@ -164,6 +165,7 @@ _COMPARISONS: Mapping[type[ast.cmpop], Callable[[Any, Any], Any]] = {
     ast.IsNot: operator.is_not,
 }
 # nodes that need no check of their own (their children are walked separately)
+_STAR_WIDTH = re.compile(r"%(\([^)]*\))?[-#0 +]*(\*|\d*\.\*)")  # a printf width or precision taken from the arguments
 _ALLOWED_PLAIN_NODES = (
     *(ast.Constant, ast.Compare, ast.BoolOp, ast.IfExp, ast.Subscript, ast.Slice, ast.Tuple, ast.List, ast.Dict),
     *(ast.Load, ast.arguments, ast.arg, ast.keyword, ast.FormattedValue, ast.JoinedStr),
@@ -186,7 +188,16 @@ class Transform:
         except TransformError:
             raise
         except (ArithmeticError, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
-            raise TransformError(f"transform {self.source!r} failed on {value!r}: {exc}") from exc
+            raise TransformError(f"transform {self.source!r} failed on {_shorten(value)}: {_shorten(exc)}") from exc
+
+
+def _shorten(value: Any) -> str:
+    """A repr (or, for an exception, the message) short enough for an error shown to the model."""
+    try:
+        text = str(value) if isinstance(value, BaseException) else repr(value)
+    except ValueError:  # an int too large to print (sys.get_int_max_str_digits)
+        return f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= MAX_SHOWN_LENGTH else text[: MAX_SHOWN_LENGTH - 3] + "..."
 
 
 def compile_transform(spec: str | Sequence[str]) -> Transform:
@@ -267,8 +278,11 @@ def _lambda_parameters(arguments: ast.arguments, text: str) -> list[str]:
 
 
 def _check_allowed(node: ast.AST, parameters: set[str], text: str) -> None:
+    called = {id(child.func) for child in ast.walk(node) if isinstance(child, ast.Call)}
     for child in ast.walk(node):
         reason = _refusal_reason(child, parameters)
+        if reason is None and isinstance(child, ast.Attribute) and id(child) not in called:
+            reason = f"attribute {child.attr!r} must be called as a method, e.g. x.{child.attr}()"
         if reason:
             raise TransformError(f"transform {text!r} is not allowed: {reason}")
 
@@ -313,8 +327,8 @@ def _refusal_reason(node: ast.AST, parameters: set[str]) -> str | None:  # noqa:
 def _fold_constants(node: ast.AST, parameters: set[str], text: str) -> None:
     """Evaluate every sub-expression that uses no parameter, so unbounded constants fail at load time."""
     for child in ast.walk(node):
-        if not isinstance(child, ast.expr) or isinstance(child, ast.Constant):
-            continue
+        if not isinstance(child, ast.expr) or isinstance(child, ast.Constant | ast.Attribute):
+            continue  # a method lookup such as `','.join` is evaluated with its call
         if any(isinstance(sub, ast.Name) and sub.id in parameters for sub in ast.walk(child)):
             continue
         try:
@@ -369,6 +383,10 @@ def _binary(operator_node: ast.operator, left: Any, right: Any) -> Any:
         _check_repetition(left, right)
     if isinstance(operator_node, ast.Mod) and isinstance(left, str):
         _check_format_widths(left)  # "%999999999s" % x pads just like an f-string width
+        if _STAR_WIDTH.search(left):
+            raise TransformError(f"'*' widths in {_shorten(left)} are not allowed; write the width as a number")
+    if isinstance(operator_node, ast.Add):
+        _check_concatenation(left, right)
     result = _BINARY_OPERATORS[type(operator_node)](left, right)
     if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
         raise TransformError(f"an integer result exceeds {MAX_INT_BITS} bits")
@@ -378,6 +396,12 @@ def _binary(operator_node: ast.operator, left: Any, right: Any) -> Any:
 def _check_power(base: Any, exponent: Any) -> None:
     if isinstance(exponent, int | float) and abs(exponent) > MAX_EXPONENT:
         raise TransformError(f"exponent {exponent!r} exceeds the limit of {MAX_EXPONENT}")
+
+
+def _check_concatenation(left: Any, right: Any) -> None:
+    if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+        if len(left) + len(right) > MAX_SEQUENCE_LENGTH:
+            raise TransformError(f"concatenation would exceed {MAX_SEQUENCE_LENGTH} items")
 
 
 def _check_repetition(left: Any, right: Any) -> None:
@@ -423,6 +447,11 @@ def _call(node: ast.Call, scope: Mapping[str, Any]) -> Any:
         raise TransformError(f"{ast.unparse(node.func)} is not callable")
     if function in (str, list, tuple) and arguments and len(str(arguments[0])) > MAX_SEQUENCE_LENGTH:
         raise TransformError(f"value longer than {MAX_SEQUENCE_LENGTH} characters")
+    if function is sum and (len(arguments) > 1 or keywords):
+        # sum(lists, []) copies the growing list at every step; start values other than numbers are refused
+        start = arguments[1] if len(arguments) > 1 else next(iter(keywords.values()))
+        if not isinstance(start, int | float):
+            raise TransformError("sum() adds numbers only; its start value must be a number")
     return function(*arguments, **keywords)
 
 
@@ -433,8 +462,13 @@ def _check_method_growth(receiver: Any, method: str, arguments: list[Any]) -> No
         occurrences = receiver.count(old) if old else len(receiver) + 1
         if len(receiver) + occurrences * len(new) > MAX_SEQUENCE_LENGTH:
             raise TransformError(f"replace() would build a string over {MAX_SEQUENCE_LENGTH} characters")
-    if method == "join" and isinstance(receiver, str) and arguments and isinstance(arguments[0], list | tuple):
-        items = arguments[0]
+    if (
+        method == "join"
+        and isinstance(receiver, str)
+        and arguments
+        and isinstance(arguments[0], str | list | tuple | dict)
+    ):
+        items = list(arguments[0])
         if sum(len(str(item)) for item in items) + len(receiver) * len(items) > MAX_SEQUENCE_LENGTH:
             raise TransformError(f"join() would build a string over {MAX_SEQUENCE_LENGTH} characters")
 

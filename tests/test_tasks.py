@@ -473,6 +473,17 @@ def test_load_taskset_reads_a_dataset_with_json_string_columns() -> None:
     assert taskset.source == "the given Dataset"
 
 
+def test_load_taskset_explains_arrow_filled_server_entries() -> None:
+    rows = [make_row(id="a"), make_row(id="b", mcp_config={"hud": {"url": "http://localhost:8765/mcp"}})]
+    problem = (
+        "row 0 (id 'a'): mcp_config.hud: expected a server entry, found None; a Dataset built from dicts gives every "
+        "row the server names of all rows (Arrow structs), so store mcp_config as a JSON string per row, "
+        "as Task.to_row() does"
+    )
+    with pytest.raises(TasksetError, match=re.escape(problem)):
+        load_taskset(datasets.Dataset.from_list(rows))
+
+
 def test_load_taskset_reads_an_in_memory_dataset_dict() -> None:
     dataset_dict = datasets.DatasetDict(
         {

@@ -233,7 +233,11 @@ class _ChatRequestHandler(BaseHTTPRequestHandler):
 
     def _read_json_body(self) -> Any:
         """Read the whole body (so the connection stays usable) and parse it; None when it is not JSON."""
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True  # the body's end is unknown, so this connection cannot carry another request
+            return None
         raw = self.rfile.read(length) if length > 0 else b""
         try:
             return json.loads(raw) if raw else None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hud_vf_gym.testing.chat_server import Policy, message_text
@@ -111,10 +111,17 @@ class Play2048Policy:
         thinking: put a `<think>...</think>` line before each tool call.
         max_moves: successful moves before `done()`; None plays until no direction works.
         order: the preference order, some or all of "down", "left", "right", "up", without repeats.
+        look_ahead: read the last board in the conversation and skip directions that would not move it, so
+            every move succeeds (tool_execution 1.0); without it the policy learns only from "Cannot move" errors.
     """
 
     def __init__(
-        self, thinking: bool = False, *, max_moves: int | None = None, order: Sequence[str] = DIRECTIONS
+        self,
+        thinking: bool = False,
+        *,
+        max_moves: int | None = None,
+        order: Sequence[str] = DIRECTIONS,
+        look_ahead: bool = False,
     ) -> None:
         """Check and store the settings."""
         if max_moves is not None and max_moves < 0:
@@ -128,14 +135,23 @@ class Play2048Policy:
         self.thinking = thinking
         self.max_moves = max_moves
         self.order = tuple(order)
+        self.look_ahead = look_ahead
 
     def __repr__(self) -> str:
         """Show the settings."""
-        return f"Play2048Policy(thinking={self.thinking}, max_moves={self.max_moves}, order={self.order})"
+        return (
+            f"Play2048Policy(thinking={self.thinking}, max_moves={self.max_moves}, order={self.order}, "
+            f"look_ahead={self.look_ahead})"
+        )
 
     def __call__(self, messages: list[dict[str, Any]], /) -> str:
         """Return the next action for the game in `messages`."""
         progress = _read_progress(messages)
+        if self.look_ahead:
+            board = _latest_board(messages)
+            if board is not None:
+                stuck = {direction for direction in DIRECTIONS if not _moves_board(board, direction)}
+                progress = replace(progress, failed_since_last_move=progress.failed_since_last_move | stuck)
         action, reason = self._choose(progress)
         call = f"<tool>{action}()</tool>"
         if not self.thinking:
@@ -204,6 +220,32 @@ class FixedRepliesPolicy:
         """Return the reply for the next assistant turn."""
         turn = sum(1 for message in messages if _role(message) == "assistant")
         return self.replies[min(turn, len(self.replies) - 1)]
+
+
+_BOARD_ROW = re.compile(r"^\|(?:[^|\n]*\|)+\s*$")
+
+
+def _latest_board(messages: list[dict[str, Any]]) -> list[list[int]] | None:
+    """The last board text-2048 showed in the conversation, as rows of ints (0 for an empty cell)."""
+    for message in reversed(messages):
+        if _role(message) == "assistant":
+            continue
+        rows = [line for line in message_text(message).splitlines() if _BOARD_ROW.match(line.strip())]
+        if rows:
+            return [[int(cell) if cell.strip() else 0 for cell in row.strip().strip("|").split("|")] for row in rows]
+    return None
+
+
+def _moves_board(board: list[list[int]], direction: str) -> bool:
+    """Whether sliding `board` towards `direction` changes it (merging or moving any tile)."""
+    lines = board if direction in ("left", "right") else [list(column) for column in zip(*board, strict=True)]
+    for line in lines:
+        ordered = line[::-1] if direction in ("right", "down") else line
+        tiles = [value for value in ordered if value]
+        merges = any(first == second for first, second in zip(tiles, tiles[1:], strict=False))
+        if merges or tiles != ordered[: len(tiles)]:
+            return True
+    return False
 
 
 # name -> policy factory, for benchmarks and CLIs that pick a policy by name

@@ -90,7 +90,8 @@ async def sleep(seconds: float) -> str:
 @mcp.tool()
 def die(exit_code: int = 7) -> str:
     """Write a last word to stderr and exit the process mid-call, without answering."""
-    print("echo server: dying on purpose", file=sys.stderr, flush=True)
+    sys.stderr.write("echo server: dying on purpose\n")
+    sys.stderr.flush()
     os._exit(exit_code)
 
 
@@ -106,7 +107,10 @@ def main() -> None:
     parser.add_argument("--marker", default="")
     parser.add_argument("--transport", default="stdio", choices=["stdio", "streamable-http", "sse"])
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--extra-tool", default="", help="also serve a tool of this name (it returns its name)")
     options = parser.parse_args()
+    if options.extra_tool:
+        mcp.add_tool(lambda: options.extra_tool, name=options.extra_tool, description="A tool only this server has.")
     mcp.settings.port = options.port
     mcp.run(transport=options.transport)
 

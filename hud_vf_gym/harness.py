@@ -1,0 +1,258 @@
+"""The one turn loop: a task's episode over MCP, used by HUDGym (verifiers), the Gymnasium env and the trainer.
+
+`Harness` holds what a config decides for every episode (parser, action mapper, error pattern, timeouts) and the
+environment-wide resources (the limit on open sessions, the sessions still open). `Harness.start(task)` opens a
+`TaskEpisode`, which runs in rollout order:
+
+1. `start()`   open the task's MCP session, check the action mappings against its tools, run the setup call(s);
+2. `record(text)` parse one model message (once; the record keeps the parse for every later reader);
+3. `act(turn)` map the parsed call, execute it, classify the outcome; `observe(turn)` says what happened;
+4. `evaluate()` run the evaluate call(s) and keep the grade; `close()` shut the session down (always).
+
+Model mistakes never raise: they become the turn's outcome and an observation. Infrastructure failures raise
+`MCPServerError` subclasses (verifiers `InfraError`s); a config that does not fit the server raises `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from hud_vf_gym.actions import ActionError, ActionErrorKind, ActionMapper
+from hud_vf_gym.config import LIFECYCLE_TOOLS, EnvConfig
+from hud_vf_gym.episode import EpisodeRecord, TurnOutcome, TurnRecord
+from hud_vf_gym.errors import ConfigError, TaskSetupError
+from hud_vf_gym.grading import extract_grade, is_failed_tool_result
+from hud_vf_gym.parser import ToolXMLParser
+from hud_vf_gym.sessions import MCPSession, Timeouts
+from hud_vf_gym.tasks import Task
+from hud_vf_gym.types import Grade, ImageData, ToolCall, ToolResult
+
+__all__ = ["Harness", "Observation", "TaskEpisode"]
+
+DONE_MESSAGE = "Episode finished; evaluating."
+MULTIPLE_TOOLS_NOTE = "Note: only the first <tool> call of a turn is executed."
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What the model sees after a turn (or after setup): text and any screenshots."""
+
+    text: str
+    images: tuple[ImageData, ...] = ()
+
+
+class Harness:
+    """Everything a config decides for every episode, plus the environment-wide session bookkeeping.
+
+    Args:
+        config: the validated environment config.
+        max_concurrent_sessions: how many MCP sessions may be open at once (None: no limit of our own).
+        environ: where `${VAR}` values in `mcp_config` come from (default: `os.environ`).
+    """
+
+    def __init__(
+        self, config: EnvConfig, *, max_concurrent_sessions: int | None = None, environ: Mapping[str, str] | None = None
+    ) -> None:
+        """Build the parser and mapper from the config; no I/O."""
+        if max_concurrent_sessions is not None and max_concurrent_sessions < 1:
+            raise ConfigError(f"max_concurrent_sessions must be at least 1 or None, got {max_concurrent_sessions}")
+        self.config = config
+        self.parser = ToolXMLParser(use_thinking=config.parser.use_thinking)
+        self.mapper = ActionMapper(config.action_mappings, config.passthrough_tools)
+        self.tool_error_pattern = re.compile(config.tool_error_pattern)
+        self.session_timeouts = Timeouts(connect_s=config.timeouts.connect_s, call_s=config.timeouts.tool_call_s)
+        self.environ = environ
+        self.max_concurrent_sessions = max_concurrent_sessions
+        self._session_slots: asyncio.Semaphore | None = None
+        self._open_sessions: weakref.WeakSet[MCPSession] = weakref.WeakSet()
+        self._checked_tool_sets: set[frozenset[str]] = set()
+
+    def episode(self, task: Task) -> TaskEpisode:
+        """A new, not yet started episode of `task`."""
+        return TaskEpisode(self, task)
+
+    async def open_session(self, task: Task) -> MCPSession:
+        """Open the task's session, waiting for a free slot when `max_concurrent_sessions` is set."""
+        slots = self._slots()
+        if slots is not None:
+            await slots.acquire()
+        try:
+            session = await MCPSession.open(task.mcp_config, timeouts=self.session_timeouts, environ=self.environ)
+        except BaseException:
+            if slots is not None:
+                slots.release()
+            raise
+        self._open_sessions.add(session)
+        return session
+
+    async def release_session(self, session: MCPSession) -> None:
+        """Close a session opened by `open_session` and free its slot."""
+        try:
+            await session.aclose()
+        finally:
+            self._open_sessions.discard(session)
+            if self._session_slots is not None:
+                self._session_slots.release()
+
+    async def close_all(self) -> None:
+        """Close every session still open (a cancelled caller may have left one behind)."""
+        await asyncio.gather(*(session.aclose() for session in list(self._open_sessions)), return_exceptions=True)
+
+    def check_mappings(self, session: MCPSession) -> None:
+        """Check the action mappings against the server's tools, once per distinct tool set."""
+        tool_set = frozenset(session.tools)
+        if tool_set in self._checked_tool_sets:
+            return
+        problems = self.mapper.check_tools(session.tools)
+        if problems:
+            lines = "\n  ".join(problems)
+            raise ConfigError(f"the config's action_mappings do not fit the server's tools:\n  {lines}")
+        self.mapper.bind_tool_specs(session.tools)
+        self._checked_tool_sets.add(tool_set)
+
+    def _slots(self) -> asyncio.Semaphore | None:
+        if self.max_concurrent_sessions is None:
+            return None
+        if self._session_slots is None:
+            self._session_slots = asyncio.Semaphore(self.max_concurrent_sessions)
+        return self._session_slots
+
+
+class TaskEpisode:
+    """One episode of one task: session, setup, turns, grade. Create it with `Harness.episode(task)`."""
+
+    def __init__(self, harness: Harness, task: Task) -> None:
+        """Prepare the record; nothing is opened until `start()`."""
+        self.harness = harness
+        self.task = task
+        self.record = EpisodeRecord(task_id=task.id)
+        self.session: MCPSession | None = None
+        self.blocked_tools = LIFECYCLE_TOOLS | {call.name for call in (*task.setup_calls, *task.evaluate_calls)}
+
+    async def start(self) -> Observation:
+        """Open the session, check the mappings, run setup; return the setup output (the first observation)."""
+        started = time.perf_counter()
+        try:
+            self.session = await self.harness.open_session(self.task)
+            self.harness.check_mappings(self.session)
+            self.record.setup_results = await self._run_setup(self.session)
+        finally:
+            self.record.setup_seconds = time.perf_counter() - started
+        results = self.record.setup_results
+        text = "\n\n".join(result.text for result in results if result.text)
+        return Observation(text, tuple(image for result in results for image in result.images))
+
+    async def _run_setup(self, session: MCPSession) -> list[ToolResult]:
+        results = []
+        for call in self.task.setup_calls:
+            result = await session.call_tool(call.name, call.arguments)
+            if result.is_error:
+                raise TaskSetupError(f"task {self.task.id!r}: setup call {call.name!r} failed: {result.text[:500]}")
+            results.append(result)
+        return results
+
+    def record_turn(self, text: str) -> TurnRecord:
+        """Parse one model message and add it to the record (not yet acted on)."""
+        turn = TurnRecord(index=len(self.record.turns), parsed=self.harness.parser.parse_turn(text))
+        self.record.turns.append(turn)
+        return turn
+
+    async def act(self, turn: TurnRecord) -> Observation:
+        """Map and execute a recorded turn, set its outcome, and return what the model sees next."""
+        started = time.perf_counter()
+        try:
+            await self._execute(turn)
+        finally:
+            turn.env_seconds = time.perf_counter() - started
+            self.record.env_seconds += turn.env_seconds
+        return observe(turn)
+
+    async def step(self, text: str) -> tuple[TurnRecord, Observation]:
+        """Record and act on one model message (what a Gymnasium `step` does)."""
+        turn = self.record_turn(text)
+        return turn, await self.act(turn)
+
+    async def _execute(self, turn: TurnRecord) -> None:
+        if turn.parsed.call is None:
+            turn.outcome = TurnOutcome.PARSE_ERROR
+            return
+        mapped = self.harness.mapper.map(turn.parsed.call, blocked_tools=self.blocked_tools)
+        if isinstance(mapped, ActionError):
+            turn.action_error, turn.outcome = mapped, TurnOutcome.ACTION_ERROR
+            return
+        turn.action = mapped
+        if mapped.tool_call is not None:
+            result = await self._call_tool(mapped.tool_call)
+            if isinstance(result, ActionError):
+                turn.action, turn.action_error, turn.outcome = None, result, TurnOutcome.ACTION_ERROR
+                return
+            turn.result = result
+            if is_failed_tool_result(result, self.harness.tool_error_pattern):
+                turn.outcome = TurnOutcome.TOOL_ERROR
+                return
+        turn.outcome = TurnOutcome.DONE if mapped.ends_episode else TurnOutcome.EXECUTED
+
+    async def _call_tool(self, call: ToolCall) -> ToolResult | ActionError:
+        """Execute one call; a pass-through to a tool the server lacks is the model's mistake, not a crash."""
+        session = self._require_session()
+        tools = session.tools
+        if call.name not in tools and not any(name.endswith(f"_{call.name}") for name in tools):
+            available = ", ".join(sorted(tools))
+            return ActionError(ActionErrorKind.UNKNOWN_ACTION, f"There is no tool {call.name!r}; tools: {available}.")
+        return await session.call_tool(call.name, call.arguments)
+
+    @property
+    def is_done(self) -> bool:
+        """The agent called done()."""
+        return bool(self.record.turns) and self.record.turns[-1].outcome is TurnOutcome.DONE
+
+    async def evaluate(self) -> Grade | None:
+        """Run the evaluate call(s) and store the grade; None when the session is gone (nothing to grade)."""
+        if self.session is None or not self.session.is_alive:
+            return None
+        started = time.perf_counter()
+        try:
+            results = [await self.session.call_tool(call.name, call.arguments) for call in self.task.evaluate_calls]
+        finally:
+            self.record.evaluate_seconds = time.perf_counter() - started
+        self.record.evaluate_results = results
+        self.record.grade = extract_grade(results)
+        return self.record.grade
+
+    async def close(self) -> None:
+        """Shut the session down; safe to call again."""
+        session, self.session = self.session, None
+        if session is not None:
+            await self.harness.release_session(session)
+
+    def _require_session(self) -> MCPSession:
+        if self.session is None:
+            raise RuntimeError("the episode is not started (or already closed); call start() first")
+        return self.session
+
+
+def observe(turn: TurnRecord) -> Observation:
+    """The observation after a turn: the tool's result, or an explanation of what went wrong."""
+    text = _observation_text(turn)
+    if turn.parsed.tool_tags > 1:
+        text = f"{text}\n{MULTIPLE_TOOLS_NOTE}"
+    images = turn.result.images if turn.result is not None else ()
+    return Observation(text, tuple(images))
+
+
+def _observation_text(turn: TurnRecord) -> str:
+    if turn.outcome is TurnOutcome.PARSE_ERROR and turn.parsed.error is not None:
+        return turn.parsed.error.message
+    if turn.outcome is TurnOutcome.ACTION_ERROR and turn.action_error is not None:
+        return turn.action_error.message
+    result_text = turn.result.text if turn.result is not None else ""
+    if turn.outcome is TurnOutcome.TOOL_ERROR:
+        return f"The action failed:\n<error>\n{result_text}\n</error>"
+    if turn.outcome is TurnOutcome.DONE:
+        return DONE_MESSAGE if not result_text else f"<result>\n{result_text}\n</result>\n{DONE_MESSAGE}"
+    return f"<result>\n{result_text or '(no text output)'}\n</result>"

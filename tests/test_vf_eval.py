@@ -1,0 +1,109 @@
+"""The seed's user paths: `vf-eval hud_vf_gym` against a real endpoint on 127.0.0.1, and `vf-install` into a fresh venv."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hud_vf_gym.testing import NonsensePolicy, Play2048Policy, ScriptedChatServer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_ARGS = {"taskset": "2048", "config_path": "2048", "num_tasks": 4, "max_turns": 12}
+VF_EVAL_TIMEOUT_S = 300  # the env-server mode starts worker processes that import verifiers (seconds each)
+
+
+@pytest.fixture
+def policy_server(request: pytest.FixtureRequest) -> Iterator[ScriptedChatServer]:
+    with ScriptedChatServer(request.param) as server:
+        yield server
+
+
+def vf_eval(
+    server: ScriptedChatServer, output_dir: Path, *extra: str, env_id: str = "hud_vf_gym", bin_dir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    executable = str((bin_dir or Path(sys.executable).parent) / "vf-eval")
+    command = [
+        executable, env_id, "--env-args", json.dumps(ENV_ARGS),
+        "-m", "scripted", "-b", server.base_url, "-k", "HUD_VF_GYM_TEST_KEY",
+        "-t", "64", "-T", "0", "-s", "-o", str(output_dir), "-d", *extra,
+    ]  # fmt: skip
+    environment = {**os.environ, "HUD_VF_GYM_TEST_KEY": "x", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=VF_EVAL_TIMEOUT_S, cwd=output_dir, env=environment
+    )
+
+
+def read_results(output_dir: Path) -> list[dict[str, Any]]:
+    [results_file] = list(output_dir.rglob("results.jsonl"))
+    return [json.loads(line) for line in results_file.read_text().splitlines() if line.strip()]
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+@pytest.mark.parametrize("policy_server", [Play2048Policy(max_moves=10, look_ahead=True)], indirect=True, ids=["2048"])
+def test_vf_eval_plays_2048_through_the_env_server(policy_server: ScriptedChatServer, tmp_path: Path) -> None:
+    completed = vf_eval(policy_server, tmp_path, "-n", "4", "-r", "2")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = read_results(tmp_path)
+    assert len(rows) == 8
+    assert all(row["error"] is None for row in rows)
+    assert mean([row["task_completion"] for row in rows]) > 0
+    assert {row["tool_execution"] for row in rows} == {1.0}
+    metadata = json.loads(next(tmp_path.rglob("metadata.json")).read_text())
+    assert metadata["env_args"] == ENV_ARGS
+
+
+@pytest.mark.parametrize("policy_server", [NonsensePolicy(seed=1)], indirect=True, ids=["nonsense"])
+def test_vf_eval_survives_a_model_that_answers_nonsense(policy_server: ScriptedChatServer, tmp_path: Path) -> None:
+    completed = vf_eval(policy_server, tmp_path, "-n", "2", "-r", "2", "--disable-env-server")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = read_results(tmp_path)
+    assert len(rows) == 4
+    assert mean([row["format_compliance"] for row in rows]) < 0.1
+    assert all(row["error"] is None for row in rows)
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new virtual environment with only verifiers and uv, as a user of the seed's install path would have."""
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    if uv is None:
+        pytest.fail("uv is needed for vf-install; it is in the dev extra: pip install -e '.[dev]'")
+    venv = tmp_path_factory.mktemp("fresh") / "venv"
+    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, timeout=120)
+    install = [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "verifiers==0.3.1", "uv"]
+    subprocess.run(install, check=True, timeout=600)  # from the package registry: the seed's users do the same
+    return venv
+
+
+@pytest.mark.parametrize("policy_server", [Play2048Policy(max_moves=3, look_ahead=True)], indirect=True, ids=["2048"])
+def test_vf_install_then_vf_eval_by_both_names(
+    fresh_venv: Path, policy_server: ScriptedChatServer, tmp_path: Path
+) -> None:
+    bin_dir = fresh_venv / "bin"
+    environment = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "VIRTUAL_ENV": str(fresh_venv)}
+    installed = subprocess.run(
+        [str(bin_dir / "vf-install"), "hud-vf-gym", "-p", str(REPO_ROOT)],
+        capture_output=True, text=True, timeout=600, env=environment, cwd=tmp_path,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    for env_id in ("hud_vf_gym", "hud-vf-gym"):
+        output_dir = tmp_path / env_id
+        output_dir.mkdir()
+        completed = vf_eval(
+            policy_server, output_dir, "-n", "1", "-r", "1", "--disable-env-server", env_id=env_id, bin_dir=bin_dir
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        [row] = read_results(output_dir)
+        assert row["error"] is None
+        assert row["task_completion"] > 0

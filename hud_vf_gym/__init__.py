@@ -30,7 +30,7 @@ _LAZY_NAMES: dict[str, str] = {
     "ToolXMLParser": "hud_vf_gym.parser",
     "load_config": "hud_vf_gym.config",
     "load_environment": "hud_vf_gym.env",
-    "load_taskset": "hud_vf_gym.tasks",
+    "load_taskset": "hud_vf_gym.task_loading",
 }
 
 __all__ = sorted([*_LAZY_NAMES, "__version__"])
@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from hud_vf_gym.errors import ConfigError, DependencyNotInstalled, HUDGymError, MCPServerError, TaskError
     from hud_vf_gym.parser import ParsedTurn, ToolXMLParser
     from hud_vf_gym.rubric import HUDRubric
-    from hud_vf_gym.tasks import Task, load_taskset
+    from hud_vf_gym.task_loading import load_taskset
+    from hud_vf_gym.tasks import Task
     from hud_vf_gym.types import Grade, ToolCall, ToolResult
 
 

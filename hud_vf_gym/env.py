@@ -19,7 +19,8 @@ from hud_vf_gym.errors import ConfigError, MCPServerError
 from hud_vf_gym.harness import Harness, Observation, TaskEpisode
 from hud_vf_gym.parser import message_text
 from hud_vf_gym.rubric import HUDRubric
-from hud_vf_gym.tasks import Task, load_taskset, tasks_to_dataset
+from hud_vf_gym.task_loading import load_taskset, tasks_to_dataset
+from hud_vf_gym.tasks import Task
 
 __all__ = ["HUDGym", "load_environment"]
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from hud_vf_gym import gym_registration as _gym_registration
+
 __version__ = "0.2.0"
 
 # public name -> module that defines it
@@ -21,6 +23,7 @@ _LAZY_NAMES: dict[str, str] = {
     "HUDGym": "hud_vf_gym.env",
     "HUDGymError": "hud_vf_gym.errors",
     "HUDRubric": "hud_vf_gym.rubric",
+    "HUDTaskEnv": "hud_vf_gym.gym_env",
     "MCPServerError": "hud_vf_gym.errors",
     "ParsedTurn": "hud_vf_gym.parser",
     "Task": "hud_vf_gym.tasks",
@@ -33,18 +36,44 @@ _LAZY_NAMES: dict[str, str] = {
     "load_taskset": "hud_vf_gym.task_loading",
 }
 
-__all__ = sorted([*_LAZY_NAMES, "__version__"])
+__all__ = [
+    "ActionMapper",
+    "ConfigError",
+    "DependencyNotInstalled",
+    "EnvConfig",
+    "Grade",
+    "HUDGym",
+    "HUDGymError",
+    "HUDRubric",
+    "HUDTaskEnv",
+    "MCPServerError",
+    "ParsedTurn",
+    "Task",
+    "TaskError",
+    "ToolCall",
+    "ToolResult",
+    "ToolXMLParser",
+    "__version__",
+    "load_config",
+    "load_environment",
+    "load_taskset",
+]
 
 if TYPE_CHECKING:
     from hud_vf_gym.actions import ActionMapper
     from hud_vf_gym.config import EnvConfig, load_config
     from hud_vf_gym.env import HUDGym, load_environment
     from hud_vf_gym.errors import ConfigError, DependencyNotInstalled, HUDGymError, MCPServerError, TaskError
+    from hud_vf_gym.gym_env import HUDTaskEnv
     from hud_vf_gym.parser import ParsedTurn, ToolXMLParser
     from hud_vf_gym.rubric import HUDRubric
     from hud_vf_gym.task_loading import load_taskset
     from hud_vf_gym.tasks import Task
     from hud_vf_gym.types import Grade, ToolCall, ToolResult
+
+
+# Gymnasium ids (hud_vf_gym/2048-v0, ...): registered when gymnasium is imported, which this never does itself
+_gym_registration.register_when_gymnasium_is_imported()
 
 
 def __getattr__(name: str) -> Any:

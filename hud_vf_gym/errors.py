@@ -7,8 +7,8 @@ HUDGymError
 │   └── TasksetError         a taskset with one or more bad rows, all of them listed
 ├── DependencyNotInstalled   an optional extra is missing; the message has the pip command
 └── MCPServerError           an MCP server failed (infrastructure; also a verifiers InfraError)
-    ├── ServerStartError     the server could not be started or did not finish initialising
-    ├── ServerTimeoutError   a request to the server ran past its timeout
+    ├── ServerStartError     the server could not be started, reached, or initialised in time
+    ├── ServerTimeoutError   a tool call (or tools/list) ran past its timeout
     ├── ServerConnectionError  the server died or the connection dropped mid-rollout
     └── TaskSetupError       the task's setup tool answered with an error (the episode cannot start)
 ```
@@ -65,7 +65,7 @@ class DependencyNotInstalled(HUDGymError, ImportError):
     """Raised when the user calls a feature whose optional dependencies are not installed."""
 
 
-class MCPServerError(HUDGymError, vf.InfraError):
+class MCPServerError(HUDGymError, vf.InfraError):  # type: ignore[misc]  # verifiers ships no types
     """Raised when an MCP server fails for reasons the model did not cause (infrastructure)."""
 
 
@@ -74,7 +74,7 @@ class ServerStartError(MCPServerError):
 
 
 class ServerTimeoutError(MCPServerError):
-    """Raised when an MCP request (initialise, list_tools, call_tool) runs past its timeout."""
+    """Raised when a tool call or a tools/list refresh runs past its timeout (a slow start is a ServerStartError)."""
 
 
 class ServerConnectionError(MCPServerError):

@@ -71,8 +71,9 @@ def parse_mcp_config(mcp_config: Mapping[str, Any]) -> dict[str, ServerEntry]:
     """
     if not isinstance(mcp_config, Mapping) or not mcp_config:
         raise ConfigError(
-            f"mcp_config must map server names to server entries, e.g. "
-            f'{{"local": {{"command": "docker", "args": ["run", "--rm", "-i", "<image>"]}}}}; got {mcp_config!r}'
+            "mcp_config must map server names to server entries, e.g. "
+            '{"local": {"command": "docker", "args": ["run", "--rm", "-i", "<image>"]}}; '
+            f"got {_kind_of(mcp_config)}"
         )
     entries: dict[str, ServerEntry] = {}
     problems: list[str] = []
@@ -91,7 +92,7 @@ def _parse_entry(name: str, raw_entry: Any, problems: list[str]) -> ServerEntry 
     """Validate one entry, appending its problems (with the server's name) to `problems`."""
     if not isinstance(raw_entry, Mapping):
         problems.append(
-            f"server {name!r}: expected a mapping with 'command' (stdio) or 'url' (HTTP/SSE), got {raw_entry!r}"
+            f"server {name!r}: expected a mapping with 'command' (stdio) or 'url' (HTTP/SSE), got {_kind_of(raw_entry)}"
         )
         return None
     if ("command" in raw_entry) == ("url" in raw_entry):
@@ -107,6 +108,11 @@ def _parse_entry(name: str, raw_entry: Any, problems: list[str]) -> ServerEntry 
     except ValidationError as exc:
         problems.extend(_describe_validation_error(name, model, exc))
         return None
+
+
+def _kind_of(value: Any) -> str:
+    """Name a value's type for a message without quoting it (a resolved value may hold a secret)."""
+    return "an empty mapping" if isinstance(value, Mapping) else f"a value of type {type(value).__name__}"
 
 
 def _describe_validation_error(name: str, model: type[BaseModel], exc: ValidationError) -> list[str]:
@@ -166,7 +172,9 @@ def _hub_authorization_problem(headers: Mapping[str, Any], raw_headers: Mapping[
             "export HUD_API_KEY=... (your HUD API key)"
         )
     value = headers[key]
-    words = value.split() if isinstance(value, str) else ["?", "?"]
+    if not isinstance(value, str):  # parse_mcp_config reports that
+        return None
+    words = value.split()
     if words and not (len(words) == 1 and words[0].lower() == "bearer"):
         return None
     variables = sorted(template_variables(raw_headers.get(key, ""))) or ["HUD_API_KEY"]

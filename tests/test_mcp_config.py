@@ -72,7 +72,7 @@ def test_parse_mcp_config_reports_every_problem_at_once() -> None:
         "  server 'a': foo: unknown field; expected one of command, args, env, cwd, transport\n"
         "  server 'b': url: String should match pattern '^https?://'\n"
         "  server 'b': transport: Input should be 'http', 'streamable-http' or 'sse'\n"
-        "  server 'c': expected a mapping with 'command' (stdio) or 'url' (HTTP/SSE), got 3\n"
+        "  server 'c': expected a mapping with 'command' (stdio) or 'url' (HTTP/SSE), got a value of type int\n"
         "  server 'd': has neither 'command' nor 'url'; give 'command' for a stdio server or 'url' for a remote one\n"
         "  server 'e': has both 'command' and 'url'; give 'command' for a stdio server or 'url' for a remote one\n"
         "  server 'f': arguments: unknown field; expected one of command, args, env, cwd, transport\n"
@@ -83,11 +83,15 @@ def test_parse_mcp_config_reports_every_problem_at_once() -> None:
     assert "secret-value-1" not in str(caught.value)
 
 
-@pytest.mark.parametrize("config", [{}, [], "not a mapping"], ids=["empty", "list", "string"])
-def test_parse_mcp_config_refuses_non_mapping(config: Any) -> None:
+@pytest.mark.parametrize(
+    ("config", "found"),
+    [({}, "an empty mapping"), ([], "a value of type list"), ("Bearer sk-secret", "a value of type str")],
+    ids=["empty", "list", "string"],
+)
+def test_parse_mcp_config_refuses_non_mapping(config: Any, found: str) -> None:
     message = (
         'mcp_config must map server names to server entries, e.g. {"local": {"command": "docker", "args": '
-        f'["run", "--rm", "-i", "<image>"]}}}}; got {config!r}'
+        f'["run", "--rm", "-i", "<image>"]}}}}; got {found}'
     )
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_mcp_config(config)

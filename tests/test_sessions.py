@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,11 +23,13 @@ from hud_vf_gym.sessions import MCPSession, Timeouts
 from hud_vf_gym.types import Grade, ImageData, ToolResult
 
 ECHO_SERVER = str(Path(__file__).parent / "servers" / "echo.py")
+# Starts in milliseconds (no mcp import): for tests that start many servers.
+TINY_SERVER = str(Path(__file__).parent / "servers" / "tiny.py")
 # Bounds every test against hangs. A cold server start (importing mcp) takes about half a second; a hang is the
 # only thing that gets near this.
 HANG_GUARD_S = 30
-# A server that never answers `initialize`.
-SILENT_SERVER = "import time; time.sleep(60)"
+# A server that never answers `initialize` (and exits when its stdin closes).
+SILENT_SERVER = "import sys; sys.stdin.read()"
 ECHO_TOOLS = [
     "die",
     "echo",
@@ -79,10 +82,13 @@ def python_entry(marker: str, code: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 async def echo_session() -> AsyncIterator[MCPSession]:
     # Opened in the fixture's task and used from each test's task: the session must not care which task calls it.
+    marker = f"--marker=hud-vf-gym-test-{uuid.uuid4().hex}"
     with anyio.fail_after(HANG_GUARD_S):
-        session = await MCPSession.open({"echo": echo_entry("--marker=module")})
+        session = await MCPSession.open({"echo": echo_entry(marker)})
     yield session
-    await session.aclose()
+    with anyio.fail_after(HANG_GUARD_S):
+        await session.aclose()
+    assert processes_with(marker) == []
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -153,6 +159,16 @@ async def test_grades_from_real_evaluate_results(echo_session: MCPSession) -> No
         0.0, content="the evaluator reported isError: true: sheet not found", is_error=True
     )
     assert extract_grade([failed, text_only]) == Grade(0.75, source="text.grade")
+
+
+@pytest.mark.anyio
+async def test_cancelled_call_leaves_session_usable(echo_session: MCPSession) -> None:
+    with anyio.fail_after(HANG_GUARD_S):
+        with anyio.move_on_after(0.2) as scope:
+            await echo_session.call_tool("sleep", {"seconds": HANG_GUARD_S})
+        assert scope.cancelled_caught
+        assert echo_session.is_alive
+        assert (await echo_session.call_tool("echo", {"text": "after"})).text == "after"
 
 
 @pytest.mark.anyio
@@ -404,15 +420,25 @@ async def test_cancelling_open_mid_start_leaves_no_process(marker: str) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("option", ["--spawn-grandchild", "--stubborn"], ids=["grandchild", "ignores-eof-and-sigterm"])
+async def test_closing_awkward_servers_leaves_no_process(marker: str, option: str) -> None:
+    with anyio.fail_after(HANG_GUARD_S):
+        async with await MCPSession.open({"tiny": {"command": sys.executable, "args": [TINY_SERVER, option, marker]}}):
+            assert processes_with(marker) != []
+    assert processes_with(marker) == []
+
+
+@pytest.mark.anyio
 async def test_many_concurrent_sessions_leave_no_process(marker: str) -> None:
     limiter = anyio.CapacityLimiter(8)
     answers: list[str] = []
 
     async def one_rollout(index: int) -> None:
-        async with limiter, await MCPSession.open({"echo": echo_entry(marker)}) as session:
+        config = {"tiny": {"command": sys.executable, "args": [TINY_SERVER, marker]}}
+        async with limiter, await MCPSession.open(config) as session:
             answers.append((await session.call_tool("echo", {"text": str(index)})).text)
 
-    with anyio.fail_after(HANG_GUARD_S * 2):
+    with anyio.fail_after(HANG_GUARD_S):
         async with anyio.create_task_group() as task_group:
             for index in range(20):
                 task_group.start_soon(one_rollout, index)
@@ -425,7 +451,7 @@ async def test_many_concurrent_sessions_leave_no_process(marker: str) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["streamable-http", "sse"])
+@pytest.fixture(scope="module", params=["streamable-http", "sse"])
 def http_server(request: pytest.FixtureRequest) -> Iterator[str]:
     """Serve the echo server over HTTP on a free port; yield its URL (the path selects the transport)."""
     transport = request.param
@@ -463,3 +489,19 @@ async def test_remote_server_over_http_and_sse(http_server: str) -> None:
             with pytest.raises(ServerTimeoutError):
                 await session.call_tool("sleep", {"seconds": HANG_GUARD_S}, timeout_s=0.5)
             assert session.redacted_config == {"remote": {"url": http_server, "headers": {"Authorization": "***"}}}
+
+
+@pytest.mark.anyio
+async def test_illegal_header_error_hides_the_secret_everywhere(http_server: str) -> None:
+    # A key read from a file with its trailing newline: h11 refuses the header and quotes it (hud-python#110).
+    config = {"remote": {"url": http_server, "headers": {"Authorization": "Bearer ${TOKEN}"}}}
+    message = (
+        f"could not start MCP server 'remote' ({http_server}): "
+        "LocalProtocolError: Illegal header value b'Bearer ***\\n'"
+    )
+    secret = "tok-0123456789"
+    environ = {"TOKEN": secret + "\n"}  # kept off the line that raises, which the traceback quotes
+    with anyio.fail_after(HANG_GUARD_S), pytest.raises(ServerStartError, match=f"^{re.escape(message)}$") as caught:
+        await MCPSession.open(config, environ=environ)
+    assert caught.value.__cause__ is None  # chaining the cause would print the key in every traceback
+    assert secret not in "".join(traceback.format_exception(caught.value))

@@ -1,4 +1,4 @@
-"""The seed's user paths: `vf-eval hud_vf_gym` against a real endpoint on 127.0.0.1, and `vf-install` into a fresh venv."""
+"""The seed's user paths: `vf-eval hud_vf_gym` against a real endpoint on 127.0.0.1, `vf-install` in a fresh venv."""
 
 from __future__ import annotations
 

@@ -1,0 +1,64 @@
+"""A minimal MCP stdio server in plain Python (no mcp import), so tests can start many of them cheaply.
+
+It answers `initialize`, `tools/list` (one tool, `echo`) and `tools/call`, ignores notifications, and exits when
+its stdin closes. Two options make it awkward to shut down:
+
+- `--spawn-grandchild` starts a sleeping child process (with the same arguments) that outlives the server;
+- `--stubborn` ignores SIGTERM and keeps running after stdin closes, so only SIGKILL ends it.
+
+Other command-line arguments (such as a test's `--marker=...`) are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+ECHO_TOOL = {
+    "name": "echo",
+    "description": "Return the text unchanged.",
+    "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+}
+
+
+def answer(request: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-RPC response to one request."""
+    method, params = request["method"], request.get("params") or {}
+    if method == "initialize":
+        result: dict[str, Any] = {
+            "protocolVersion": params["protocolVersion"],
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "tiny", "version": "0"},
+        }
+    elif method == "tools/list":
+        result = {"tools": [ECHO_TOOL]}
+    elif method == "tools/call" and params.get("name") == "echo":
+        result = {"content": [{"type": "text", "text": params["arguments"]["text"]}], "isError": False}
+    elif method == "ping":
+        result = {}
+    else:
+        return {"jsonrpc": "2.0", "id": request["id"], "error": {"code": -32601, "message": f"no method {method}"}}
+    return {"jsonrpc": "2.0", "id": request["id"], "result": result}
+
+
+def main() -> None:
+    """Answer requests line by line until stdin closes."""
+    if "--spawn-grandchild" in sys.argv:
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", *sys.argv[1:]])
+    if "--stubborn" in sys.argv:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for line in sys.stdin:
+        message = json.loads(line)
+        if "id" in message and "method" in message:
+            sys.stdout.write(json.dumps(answer(message)) + "\n")
+            sys.stdout.flush()
+    if "--stubborn" in sys.argv:
+        time.sleep(300)
+
+
+if __name__ == "__main__":
+    main()

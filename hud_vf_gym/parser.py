@@ -31,6 +31,17 @@ MAX_CALL_LENGTH = 20_000  # characters inside <tool>; longer text is not parsed 
 _TAG = re.compile(r"<\s*(/?)\s*(think|tool)\s*>", re.IGNORECASE)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FENCE = re.compile(r"^```[A-Za-z0-9_-]*\s*|\s*```$")
+# a Python string literal (any quotes, with escapes) or a closing tool tag; scanning a <tool> block with it finds
+# the first </tool> that is not inside a string argument
+_STRING_OR_TOOL_CLOSE = re.compile(
+    "(?P<string>"
+    r"'''(?:\\.|[^\\])*?'''"  # triple-quoted strings span lines
+    r'|"""(?:\\.|[^\\])*?"""'
+    r"|'(?:\\.|[^'\\\n])*'"  # single-quoted strings end at the line
+    r'|"(?:\\.|[^"\\\n])*"'
+    r")|(?P<close><\s*/\s*tool\s*>)",
+    re.IGNORECASE | re.DOTALL,
+)
 _JSON_NAMES: Mapping[str, Any] = {"true": True, "false": False, "null": None}
 
 
@@ -203,6 +214,7 @@ class _Tags:
     tool_texts: tuple[str, ...]
     tool_closed: bool
     outside_text: str
+    first_call: ParsedCall | None  # the first block's call when choosing its closing tag already parsed it
 
 
 class ToolXMLParser(vf.XMLParser):  # type: ignore[misc]  # verifiers ships no type information
@@ -230,7 +242,7 @@ class ToolXMLParser(vf.XMLParser):  # type: ignore[misc]  # verifiers ships no t
             )
             result: ParsedCall | ParseError = error
         else:
-            result = parse_call(tool_text)
+            result = tags.first_call if tags.first_call is not None else parse_call(tool_text)
         turn = ParsedTurn(
             think=tags.think,
             tool_text=tool_text,
@@ -297,7 +309,7 @@ def _find_tags(text: str) -> _Tags:
     ]
     think, think_closed, think_span = _first_think(text, tokens)
     tool_tokens = [token for token in tokens if not (think_span[0] <= token[0] < think_span[1])]
-    tool_texts, tool_closed, tool_spans = _tool_blocks(text, tool_tokens)
+    tool_texts, tool_closed, tool_spans, first_call = _tool_blocks(text, tool_tokens)
     covered = sorted([think_span, *tool_spans])
     outside, cursor = [], 0
     for start, end in covered:
@@ -305,7 +317,7 @@ def _find_tags(text: str) -> _Tags:
             outside.append(text[cursor:start])
         cursor = max(cursor, end)
     outside.append(text[cursor:])
-    return _Tags(think, think_closed, tuple(tool_texts), tool_closed, "".join(outside))
+    return _Tags(think, think_closed, tuple(tool_texts), tool_closed, "".join(outside), first_call)
 
 
 _Token = tuple[int, int, bool, str]
@@ -327,47 +339,86 @@ def _first_think(text: str, tokens: list[_Token]) -> tuple[str | None, bool, tup
     return text[opening[1] : end].strip(), False, (opening[0], end)
 
 
-def _tool_blocks(text: str, tokens: list[_Token]) -> tuple[list[str], bool, list[tuple[int, int]]]:
+def _tool_blocks(text: str, tokens: list[_Token]) -> tuple[list[str], bool, list[tuple[int, int]], ParsedCall | None]:
+    """Find every tool block: the first with the careful closing-tag search, later ones by the first `</tool>`.
+
+    Only the first block is parsed; later ones are counted (and kept out of the stray text), so a degenerate
+    message repeating `<tool>` thousands of times costs linear time.
+    """
+    tool_tokens = [token for token in tokens if token[3] == "tool"]
+    next_open, next_close = _next_tag_indices(tool_tokens)
     blocks: list[str] = []
     spans: list[tuple[int, int]] = []
     first_closed = False
-    index = 0
-    while index < len(tokens):
-        start, content_start, is_closing, name = tokens[index]
-        if name != "tool" or is_closing:
-            index += 1
-            continue
-        closings = [i for i in range(index + 1, len(tokens)) if tokens[i][3] == "tool" and tokens[i][2]]
-        next_open = next(
-            (i for i in range(index + 1, len(tokens)) if tokens[i][3] == "tool" and not tokens[i][2]), None
-        )
-        chosen = _choose_closing(text, content_start, tokens, closings, next_open)
-        if chosen is None:
-            end = tokens[next_open][0] if next_open is not None else len(text)
+    first_call = None
+    index = next_open[0]
+    while index is not None:
+        start, content_start = tool_tokens[index][0], tool_tokens[index][1]
+        following_open = next_open[index + 1]
+        if not blocks:
+            closings = [i for i in range(index + 1, len(tool_tokens)) if tool_tokens[i][2]]
+            chosen, first_call = _choose_closing(text, content_start, tool_tokens, closings, following_open)
+        else:
+            chosen = next_close[index + 1]
+            if chosen is not None and following_open is not None and chosen > following_open:
+                chosen = None
+        if chosen is None:  # unclosed: the block runs to the next <tool> or the end of the message
+            end = tool_tokens[following_open][0] if following_open is not None else len(text)
             blocks.append(text[content_start:end].strip())
             spans.append((start, end))
-            index = next_open if next_open is not None else len(tokens)
+            index = following_open
             continue
-        blocks.append(text[content_start : tokens[chosen][0]].strip())
-        spans.append((start, tokens[chosen][1]))
+        blocks.append(text[content_start : tool_tokens[chosen][0]].strip())
+        spans.append((start, tool_tokens[chosen][1]))
         first_closed = first_closed or len(blocks) == 1
-        index = chosen + 1
-    return blocks, first_closed, spans
+        index = next_open[chosen + 1]
+    return blocks, first_closed, spans, first_call
+
+
+def _next_tag_indices(tokens: list[_Token]) -> tuple[list[int | None], list[int | None]]:
+    """For each position i, the index of the first opening and of the first closing tag at or after i."""
+    next_open: list[int | None] = [None] * (len(tokens) + 1)
+    next_close: list[int | None] = [None] * (len(tokens) + 1)
+    for i in range(len(tokens) - 1, -1, -1):
+        is_closing = tokens[i][2]
+        next_open[i] = next_open[i + 1] if is_closing else i
+        next_close[i] = i if is_closing else next_close[i + 1]
+    return next_open, next_close
 
 
 def _choose_closing(
     text: str, content_start: int, tokens: list[_Token], closings: list[int], next_open: int | None
-) -> int | None:
-    """Pick the `</tool>` that ends this block: the first one after which the call parses.
+) -> tuple[int | None, ParsedCall | None]:
+    """Pick the `</tool>` that ends this block; also return the call before it when that parsed.
 
-    A `</tool>` inside a string argument (`type("</tool>")`) is skipped that way. When no candidate parses, the
-    first closing tag wins, so the error message shows what the model most likely meant.
+    First choice: the first `</tool>` outside any string literal, when the call before it parses; that skips tags
+    inside string arguments (`type("<tool>x</tool>")`), however many. Otherwise the first `</tool>` before the
+    next `<tool>` after which the call parses, and when none parses, the first of them, so the error message
+    shows what the model most likely meant.
     """
+    outside = _first_closing_outside_strings(text, content_start, tokens, closings)
+    if outside is not None:
+        call = parse_call(text[content_start : tokens[outside][0]])
+        if isinstance(call, ParsedCall):
+            return outside, call
     candidates = [i for i in closings if next_open is None or i < next_open]
     for candidate in candidates[:8]:  # bounded: each attempt is an ast.parse
-        if isinstance(parse_call(text[content_start : tokens[candidate][0]]), ParsedCall):
-            return candidate
-    return candidates[0] if candidates else None
+        if candidate == outside:
+            continue  # already tried
+        call = parse_call(text[content_start : tokens[candidate][0]])
+        if isinstance(call, ParsedCall):
+            return candidate, call
+    return (candidates[0] if candidates else None), None
+
+
+def _first_closing_outside_strings(
+    text: str, content_start: int, tokens: list[_Token], closings: list[int]
+) -> int | None:
+    end = min(len(text), content_start + MAX_CALL_LENGTH + 100)  # a longer call is refused by parse_call anyway
+    for match in _STRING_OR_TOOL_CLOSE.finditer(text, content_start, end):
+        if match.lastgroup == "close":
+            return next((i for i in closings if tokens[i][0] == match.start()), None)
+    return None
 
 
 def _assistant_texts(completion: vf.Messages | str) -> list[str]:

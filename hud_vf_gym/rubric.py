@@ -57,10 +57,15 @@ def tool_execution(state: vf.State) -> float:
 
 
 def turn_format_score(turn: TurnRecord, parser_config: ParserConfig) -> float:
-    """One turn's format score: tags weighted by xml_weight, a valid action by action_weight."""
+    """One turn's format score: tags weighted by xml_weight, a valid action by action_weight.
+
+    A turn the environment never acted on (the episode ended first) was never mapped, so its action counts as
+    valid when its call parsed: the model is not penalised for a step the environment cut off.
+    """
     total = parser_config.xml_weight + parser_config.action_weight
     xml_part = parser_config.xml_weight * turn.parsed.xml_score
-    action_part = parser_config.action_weight * (1.0 if turn.action_valid else 0.0)
+    valid = turn.action_valid if turn.attempted else turn.parsed.call is not None
+    action_part = parser_config.action_weight * (1.0 if valid else 0.0)
     return (xml_part + action_part) / total
 
 

@@ -307,7 +307,9 @@ def _refusal_reason(node: ast.AST, parameters: set[str]) -> str | None:  # noqa:
             return "only builtins and methods can be called"
         return None
     if isinstance(node, ast.BinOp):
-        return None if type(node.op) in _BINARY_OPERATORS else f"operator {type(node.op).__name__} is not allowed"
+        if type(node.op) not in _BINARY_OPERATORS:
+            return f"operator {type(node.op).__name__} is not allowed"
+        return _printf_refusal(node)
     if isinstance(node, ast.FormattedValue) and isinstance(node.format_spec, ast.JoinedStr):
         constant_spec = "".join(str(part.value) for part in node.format_spec.values if isinstance(part, ast.Constant))
         try:
@@ -322,6 +324,17 @@ def _refusal_reason(node: ast.AST, parameters: set[str]) -> str | None:  # noqa:
     if isinstance(node, _ALLOWED_PLAIN_NODES):
         return None
     return f"{type(node).__name__} expressions are not allowed"
+
+
+def _printf_refusal(node: ast.BinOp) -> str | None:
+    """Check a constant printf-style template (`"%99999999s" % x`) when the config loads, not when it runs."""
+    if not (isinstance(node.op, ast.Mod) and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)):
+        return None
+    try:
+        _check_printf_template(node.left.value)
+    except TransformError as exc:
+        return str(exc)
+    return None
 
 
 def _fold_constants(node: ast.AST, parameters: set[str], text: str) -> None:
@@ -382,9 +395,7 @@ def _binary(operator_node: ast.operator, left: Any, right: Any) -> Any:
     if isinstance(operator_node, ast.Mult):
         _check_repetition(left, right)
     if isinstance(operator_node, ast.Mod) and isinstance(left, str):
-        _check_format_widths(left)  # "%999999999s" % x pads just like an f-string width
-        if _STAR_WIDTH.search(left):
-            raise TransformError(f"'*' widths in {_shorten(left)} are not allowed; write the width as a number")
+        _check_printf_template(left)
     if isinstance(operator_node, ast.Add):
         _check_concatenation(left, right)
     result = _BINARY_OPERATORS[type(operator_node)](left, right)
@@ -396,6 +407,12 @@ def _binary(operator_node: ast.operator, left: Any, right: Any) -> Any:
 def _check_power(base: Any, exponent: Any) -> None:
     if isinstance(exponent, int | float) and abs(exponent) > MAX_EXPONENT:
         raise TransformError(f"exponent {exponent!r} exceeds the limit of {MAX_EXPONENT}")
+
+
+def _check_printf_template(template: str) -> None:
+    _check_format_widths(template)  # "%999999999s" % x pads just like an f-string width
+    if _STAR_WIDTH.search(template):
+        raise TransformError(f"'*' widths in {_shorten(template)} are not allowed; write the width as a number")
 
 
 def _check_concatenation(left: Any, right: Any) -> None:

@@ -1,0 +1,228 @@
+"""Does GRPO on CPU teach the embedded SmolLM2 something? Evaluate held-out 2048 tasks, train, evaluate again.
+
+    python bench/learn_cpu.py                       # defaults: ~10-15 minutes on 2 idle cores
+    python bench/learn_cpu.py --steps 40 --eval-rollouts 4 --output outputs/learn-cpu
+
+In one process, in order:
+
+1. load the embedded SmolLM2-135M-Instruct (converted once by `hud_vf_gym.local_model`);
+2. evaluate it on held-out 2048 tasks through `HUDGym` and the in-process OpenAI endpoint the eval CLI uses
+   (`hud_vf_gym.local_endpoint`), so training and evaluation share nothing but the model;
+3. train it with GRPO (`HUDRollout` + TRL) on other 2048 tasks for a fixed number of steps;
+4. evaluate the trained model on the same held-out tasks with the same sampling seeds;
+5. print both tables (mean of every rubric component), the per-step training curve and the time per step, and
+   write them to `--output` as JSON.
+
+Held-out means different tasks (other targets, other board sizes), not only other seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+TRAIN_TASKS = ("2048_3x3_target_16", "2048_3x3_target_32", "2048_3x3_target_64", "2048_3x3_target_128")
+HELD_OUT_TASKS = ("2048_3x3_target_256", "2048_target_16", "2048_target_32", "2048_target_64")
+FEW_SHOT = Path("configs/train/2048-few-shot.json")  # two example turns; without them SmolLM2 writes no tool call
+
+
+def parse_args() -> argparse.Namespace:
+    """The bench's options (defaults sized for about 10-15 minutes on 2 idle cores)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=10, help="GRPO optimizer steps.")
+    parser.add_argument("--num-generations", type=int, default=4, help="Rollouts per task in a GRPO group.")
+    parser.add_argument("--batch", type=int, default=4, help="Rollouts per step (a multiple of --num-generations).")
+    parser.add_argument("--learning-rate", type=float, default=5e-5, help="AdamW learning rate.")
+    parser.add_argument("--max-turns", type=int, default=2, help="Model turns per episode.")
+    parser.add_argument("--turn-tokens", type=int, default=12, help="New tokens per model turn.")
+    parser.add_argument("--eval-rollouts", type=int, default=3, help="Sampled rollouts per held-out task.")
+    parser.add_argument("--eval-temperature", type=float, default=1.0, help="Sampling temperature for evaluation.")
+    parser.add_argument("--few-shot", type=Path, default=FEW_SHOT, help="Example turns (JSON); 'none' for none.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed for training and evaluation sampling.")
+    parser.add_argument("--output", type=Path, default=Path("outputs/learn-cpu"), help="Folder for results.")
+    return parser.parse_args()
+
+
+def load_tasks(names: tuple[str, ...]) -> list[Any]:
+    """The named built-in 2048 tasks."""
+    from hud_vf_gym.task_loading import load_taskset
+
+    by_id = {task.id: task for task in load_taskset("2048").tasks}
+    return [by_id[name] for name in names]
+
+
+async def evaluate(
+    model: Any, tokenizer: Any, folder: Path, config: Any, tasks: list[Any], few_shot: list[Any], args: Any
+) -> dict[str, Any]:
+    """Roll every held-out task `--eval-rollouts` times through HUDGym and the in-process endpoint; summarise."""
+    import verifiers as vf
+
+    from hud_vf_gym.env import SUMMARY_KEY, HUDGym
+    from hud_vf_gym.eval_summary import summarize
+    from hud_vf_gym.local_endpoint import local_openai_client
+    from hud_vf_gym.local_model import LocalChatModel
+
+    model.eval()
+    env = HUDGym(config, tasks, few_shot=few_shot or None)
+    openai_client = local_openai_client(LocalChatModel(model, tokenizer, name="smollm2", folder=folder))
+    client = vf.OpenAIChatCompletionsClient(openai_client)
+    slots = asyncio.Semaphore(4)  # generation is serialised by the model's lock; servers work meanwhile
+
+    async def one(row: dict[str, Any], index: int) -> dict[str, Any]:
+        sampling = {"temperature": args.eval_temperature, "max_tokens": args.turn_tokens, "seed": args.seed + index}
+        async with slots:
+            output = await env.run_rollout(row, client, "smollm2", sampling, max_retries=0, state_columns=[SUMMARY_KEY])
+        return {**dict(output), "task_id": tasks[int(row["example_id"])].id, "rollout_index": index}
+
+    rows = env.get_eval_dataset().to_list()
+    try:
+        results = await asyncio.gather(*(one(row, index) for row in rows for index in range(args.eval_rollouts)))
+    finally:
+        await env.harness.close_all()
+        await openai_client.close()
+    return summarize(results)
+
+
+def component_table(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """Before/after means of every rubric component and the reward, with the change."""
+    lines = [f"{'held-out mean':<22}{'before':>9}{'after':>9}{'change':>9}"]
+    rows = [("reward", before["overall"]["mean_reward"], after["overall"]["mean_reward"])]
+    rows += [
+        (name, value, after["overall"]["components"][name]) for name, value in before["overall"]["components"].items()
+    ]
+    rows += [("turns", before["overall"]["mean_turns"], after["overall"]["mean_turns"])]
+    for name, old, new in rows:
+        lines.append(f"{name:<22}{old:>9.3f}{new:>9.3f}{new - old:>+9.3f}")
+    return "\n".join(lines)
+
+
+def train(
+    model: Any, tokenizer: Any, config: Any, tasks: list[Any], few_shot: list[Any], args: Any
+) -> tuple[Any, list[float]]:
+    """GRPO with HUDRollout for `--steps` steps; returns the trainer and each step's wall time."""
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from hud_vf_gym.training import HUDRollout, reward_functions, training_dataset
+
+    step_times: list[float] = []
+
+    class StepTimer(TrainerCallback):  # type: ignore[misc]
+        def on_step_begin(self, *_: Any, **__: Any) -> None:
+            self.started = time.perf_counter()
+
+        def on_step_end(self, *_: Any, **__: Any) -> None:
+            step_times.append(time.perf_counter() - self.started)
+
+    reward_funcs, reward_weights = reward_functions(config.rubric.weights)
+    grpo_args = GRPOConfig(
+        output_dir=str(args.output / "trainer"),
+        use_cpu=True,
+        bf16=False,
+        max_steps=args.steps,
+        per_device_train_batch_size=args.batch,
+        num_generations=args.num_generations,
+        max_completion_length=args.max_turns * (args.turn_tokens + 200),  # turns plus 3x3 board observations
+        learning_rate=args.learning_rate,
+        lr_scheduler_type="constant",
+        beta=0.0,
+        temperature=1.0,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        gradient_checkpointing=False,
+        reward_weights=reward_weights,
+        seed=args.seed,
+    )
+    model.train()
+    rollout = HUDRollout(config, tasks, turn_tokens=args.turn_tokens, few_shot=few_shot)
+    trainer = GRPOTrainer(
+        model=model,
+        processing_class=tokenizer,
+        reward_funcs=reward_funcs,
+        args=grpo_args,
+        train_dataset=training_dataset(tasks),
+        rollout_func=rollout,
+        callbacks=[StepTimer()],
+    )
+    try:
+        trainer.train()
+    finally:
+        rollout.close()
+    return trainer, step_times
+
+
+def training_curve(trainer: Any) -> str:
+    """Reward and format compliance of every step's rollouts."""
+    lines = [f"{'step':>4}{'reward':>9}{'format':>9}{'task':>9}{'tool_exec':>10}{'turns':>7}{'infra':>7}"]
+    for entry in trainer.state.log_history:
+        if "reward" not in entry:
+            continue
+        lines.append(
+            f"{entry['step']:>4}{entry['reward']:>9.3f}{entry['rewards/format_compliance/mean']:>9.3f}"
+            f"{entry['rewards/task_completion/mean']:>9.3f}{entry['rewards/tool_execution/mean']:>10.3f}"
+            f"{entry.get('turns', 0.0):>7.2f}{entry.get('infra_errors', 0.0):>7.0f}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Evaluate, train, evaluate; print and save the comparison."""
+    args = parse_args()
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' gradient_checkpointing rename notices
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hud_vf_gym.config import load_config
+    from hud_vf_gym.local_model import resolve_model_folder
+    from hud_vf_gym.training import load_few_shot
+
+    torch.manual_seed(args.seed)
+    args.output.mkdir(parents=True, exist_ok=True)
+    folder = resolve_model_folder(None)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
+    config = load_config("2048", max_turns=args.max_turns)
+    train_tasks, held_out = load_tasks(TRAIN_TASKS), load_tasks(HELD_OUT_TASKS)
+    few_shot = [] if str(args.few_shot) == "none" else load_few_shot(args.few_shot)
+
+    started = time.perf_counter()
+    before = asyncio.run(evaluate(model, tokenizer, folder, config, held_out, few_shot, args))
+    eval_before_s = time.perf_counter() - started
+    print(f"evaluated before training in {eval_before_s:.0f} s", flush=True)
+    started = time.perf_counter()
+    trainer, step_times = train(model, tokenizer, config, train_tasks, few_shot, args)
+    train_s = time.perf_counter() - started
+    after = asyncio.run(evaluate(trainer.model, tokenizer, folder, config, held_out, few_shot, args))
+
+    print("\n== training curve (training tasks, sampled at T=1) ==")
+    print(training_curve(trainer))
+    print(
+        f"\n== held-out tasks: {', '.join(HELD_OUT_TASKS)} "
+        f"({args.eval_rollouts} rollouts each, T={args.eval_temperature}) =="
+    )
+    print(component_table(before, after))
+    print(
+        f"\nsteps: {len(step_times)}, time per step: mean {statistics.mean(step_times):.1f} s, "
+        f"median {statistics.median(step_times):.1f} s (train total {train_s:.0f} s; evaluation {eval_before_s:.0f} s)"
+    )
+    results = {
+        "args": {key: str(value) for key, value in vars(args).items()},
+        "before": before,
+        "after": after,
+        "log_history": trainer.state.log_history,
+        "step_times_s": step_times,
+    }
+    (args.output / "learn_cpu.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

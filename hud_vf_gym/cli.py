@@ -62,11 +62,32 @@ def run_eval(namespace: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _module_subcommand(module_name: str, help_text: str) -> Subcommand:
+    """A subcommand whose module exposes `add_arguments(parser)` and `run(args)`; imported only when used."""
+    import importlib
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        importlib.import_module(module_name).add_arguments(parser)
+
+    def run(namespace: argparse.Namespace) -> int:
+        status: int = importlib.import_module(module_name).run(namespace)
+        return status
+
+    return Subcommand(help=help_text, add_arguments=add_arguments, run=run)
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "eval": Subcommand(
         help="Evaluate a model on a taskset (default: the embedded SmolLM2 on the 2048 taskset).",
         add_arguments=add_eval_arguments,
         run=run_eval,
+    ),
+    "init": _module_subcommand(
+        "hud_vf_gym.init_config", "Write an environment config (YAML) for an MCP server by listing its tools."
+    ),
+    "dataset": _module_subcommand(
+        "hud_vf_gym.dataset_tool",
+        "Check a task file and save it as a dataset with HUD's columns (locally, or pushed to the hub).",
     ),
 }
 

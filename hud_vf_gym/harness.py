@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -69,7 +68,8 @@ class Harness:
         self.environ = environ
         self.max_concurrent_sessions = max_concurrent_sessions
         self._session_slots: asyncio.Semaphore | None = None
-        self._open_sessions: weakref.WeakSet[MCPSession] = weakref.WeakSet()
+        # a strong set: a session whose episode was dropped unclosed must still be found by close_all()
+        self._open_sessions: set[MCPSession] = set()
         self._checked_tool_sets: set[frozenset[str]] = set()
 
     def episode(self, task: Task) -> TaskEpisode:

@@ -18,7 +18,10 @@ from hud_vf_gym.types import ToolCall, ToolSpec
 PUBLISHED_DIR = Path(__file__).parent / "data" / "published"
 COMPUTER_USE_CONFIGS = [PUBLISHED_DIR / "default.yaml", "default"]
 COMPUTER_USE_IDS = ["published-default", "builtin-default"]
-CU_ACTIONS = "click(x, y), done(), key(key), screenshot(), scroll(direction, amount), type(text), wait(seconds)"
+CU_ACTIONS = (
+    "click(x, y), done(), double_click(x, y), drag(x1, y1, x2, y2), key(key), screenshot(), "
+    "scroll(direction, amount), type(text), wait(seconds)"
+)
 
 
 def _mapper(config: EnvConfig) -> ActionMapper:
@@ -334,8 +337,11 @@ COMPUTER_SPEC = ToolSpec(
     input_schema={
         "type": "object",
         "properties": {
-            "action": {"type": "string", "enum": ["click", "write", "press", "scroll", "wait", "screenshot"]},
-            **{name: {} for name in ("x", "y", "text", "keys", "scroll_x", "scroll_y", "time", "button")},
+            "action": {"type": "string", "enum": ["click", "write", "press", "scroll", "wait", "screenshot", "drag"]},
+            **{
+                name: {}
+                for name in ("x", "y", "text", "keys", "scroll_x", "scroll_y", "time", "button", "pattern", "path")
+            },
         },
         "required": ["action"],
     },
@@ -353,8 +359,9 @@ def test_action_mapper_check_tools_reports_renamed_type_action() -> None:
     problems = _mapper(load_config(PUBLISHED_DIR / "default.yaml")).check_tools({"computer": COMPUTER_SPEC})
 
     assert problems == [
-        "action 'type': action='type' is not one of ['click', 'write', 'press', 'scroll', 'wait', 'screenshot'] for "
-        "tool 'computer' (HUD renamed the computer action 'type' to 'write' in hud 0.4.28)"
+        "action 'type': action='type' is not one of "
+        "['click', 'write', 'press', 'scroll', 'wait', 'screenshot', 'drag'] for tool 'computer' "
+        "(HUD renamed the computer action 'type' to 'write' in hud 0.4.28)"
     ]
 
 
@@ -396,7 +403,9 @@ def test_action_mapper_usage_and_action_names() -> None:
 
     assert mapper.usage("scroll") == "scroll(direction, amount)"
     assert mapper.usage("done") == "done()"
-    assert mapper.action_names == ["click", "done", "key", "screenshot", "scroll", "type", "wait"]
+    assert mapper.action_names == [
+        "click", "done", "double_click", "drag", "key", "screenshot", "scroll", "type", "wait"
+    ]  # fmt: skip
 
 
 def test_action_mapper_is_screenshot() -> None:

@@ -113,7 +113,7 @@ def test_resolve_config_path_existing_file_is_used_as_is(tmp_path: Path) -> None
 
 @pytest.mark.parametrize(
     ("name", "hint"),
-    [("2049", " (did you mean '2048'?)"), ("defualt", " (did you mean 'default'?)"), ("browser-use", "")],
+    [("2049", " (did you mean '2048'?)"), ("defualt", " (did you mean 'default'?)"), ("no-such-config", "")],
     ids=["close-to-2048", "close-to-default", "nothing-close"],
 )
 def test_resolve_config_path_unknown_name_lists_builtins(name: str, hint: str) -> None:

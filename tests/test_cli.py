@@ -69,8 +69,16 @@ def test_cli_help_lists_every_eval_option_with_its_help(capsys: pytest.CaptureFi
 
 
 def test_cli_subcommands_are_a_registry() -> None:
-    assert list(SUBCOMMANDS) == ["eval"]
+    assert list(SUBCOMMANDS) == ["eval", "init", "dataset"]
     assert make_parser().prog == "hud-vf-gym"
+
+
+@pytest.mark.parametrize("command", ["init", "dataset"], ids=["init", "dataset"])
+def test_cli_module_subcommands_have_help_with_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: hud-vf-gym {command}" in capsys.readouterr().out
 
 
 def test_cli_user_error_is_one_line_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:

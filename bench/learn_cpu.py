@@ -93,11 +93,10 @@ async def evaluate(
 def component_table(before: dict[str, Any], after: dict[str, Any]) -> str:
     """Before/after means of every rubric component and the reward, with the change."""
     lines = [f"{'held-out mean':<22}{'before':>9}{'after':>9}{'change':>9}"]
-    rows = [("reward", before["overall"]["mean_reward"], after["overall"]["mean_reward"])]
-    rows += [
-        (name, value, after["overall"]["components"][name]) for name, value in before["overall"]["components"].items()
-    ]
-    rows += [("turns", before["overall"]["mean_turns"], after["overall"]["mean_turns"])]
+    rows = [("reward", before["mean_reward"], after["mean_reward"])]
+    rows += [(name, value, after["components"][name]) for name, value in before["components"].items()]
+    rows += [("success_rate", before["success_rate"], after["success_rate"])]
+    rows += [("turns", before["mean_turns"], after["mean_turns"])]
     for name, old, new in rows:
         lines.append(f"{name:<22}{old:>9.3f}{new:>9.3f}{new - old:>+9.3f}")
     return "\n".join(lines)
@@ -194,34 +193,39 @@ def main() -> None:
     train_tasks, held_out = load_tasks(TRAIN_TASKS), load_tasks(HELD_OUT_TASKS)
     few_shot = [] if str(args.few_shot) == "none" else load_few_shot(args.few_shot)
 
+    results: dict[str, Any] = {"args": {key: str(value) for key, value in vars(args).items()}}
     started = time.perf_counter()
-    before = asyncio.run(evaluate(model, tokenizer, folder, config, held_out, few_shot, args))
+    results["before"] = before = asyncio.run(evaluate(model, tokenizer, folder, config, held_out, few_shot, args))
     eval_before_s = time.perf_counter() - started
+    save(args.output, results)  # kept even if training fails
     print(f"evaluated before training in {eval_before_s:.0f} s", flush=True)
     started = time.perf_counter()
     trainer, step_times = train(model, tokenizer, config, train_tasks, few_shot, args)
     train_s = time.perf_counter() - started
-    after = asyncio.run(evaluate(trainer.model, tokenizer, folder, config, held_out, few_shot, args))
+    results.update(log_history=trainer.state.log_history, step_times_s=step_times)
+    save(args.output, results)
+    results["after"] = after = asyncio.run(evaluate(trainer.model, tokenizer, folder, config, held_out, few_shot, args))
+    save(args.output, results)
+
+    from hud_vf_gym.eval_summary import render_table
 
     print("\n== training curve (training tasks, sampled at T=1) ==")
     print(training_curve(trainer))
-    print(
-        f"\n== held-out tasks: {', '.join(HELD_OUT_TASKS)} "
-        f"({args.eval_rollouts} rollouts each, T={args.eval_temperature}) =="
-    )
+    print(f"\n== held-out tasks before training ({args.eval_rollouts} rollouts each, T={args.eval_temperature}) ==")
+    print(render_table(before))
+    print("\n== held-out tasks after training ==")
+    print(render_table(after))
+    print(f"\n== held-out overall: {', '.join(HELD_OUT_TASKS)} ==")
     print(component_table(before, after))
     print(
         f"\nsteps: {len(step_times)}, time per step: mean {statistics.mean(step_times):.1f} s, "
         f"median {statistics.median(step_times):.1f} s (train total {train_s:.0f} s; evaluation {eval_before_s:.0f} s)"
     )
-    results = {
-        "args": {key: str(value) for key, value in vars(args).items()},
-        "before": before,
-        "after": after,
-        "log_history": trainer.state.log_history,
-        "step_times_s": step_times,
-    }
-    (args.output / "learn_cpu.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def save(folder: Path, results: dict[str, Any]) -> None:
+    """Write what the run has so far to `folder/learn_cpu.json`."""
+    (folder / "learn_cpu.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ class TokenLimits:
     Attributes:
         turn_tokens: new tokens the model may write in one turn (a longer reply is cut and parsed as it is).
         episode_tokens: tokens of the whole completion (model, environment and the closing EOS together); the
-            episode stops, truncated, before the next turn or observation would not fit.
+            episode stops, truncated, when the next turn or observation would not fit.
     """
 
     turn_tokens: int = 64

@@ -30,6 +30,7 @@ __all__ = [
     "ArgumentSpec",
     "EnvConfig",
     "RubricWeights",
+    "SessionsConfig",
     "builtin_config_names",
     "load_config",
     "resolve_config_path",
@@ -39,6 +40,11 @@ LIFECYCLE_TOOLS = frozenset({"setup", "evaluate"})  # run by the environment, ne
 DEFAULT_CONNECT_TIMEOUT_S = 30.0  # start + initialise + list_tools; a cold docker image may need most of it
 DEFAULT_TOOL_CALL_TIMEOUT_S = 60.0  # one tool call; a browser action with page loads stays well under this
 DEFAULT_ROLLOUT_TIMEOUT_S = 1800.0  # a whole episode, model time included; a hung rollout must not stall a batch
+# A reused server restarts after this many rollouts: bounds what a slow leak in a server (memory, open pages) costs.
+DEFAULT_SESSION_MAX_USES = 100
+# A pooled session idle this long is closed instead of reused: a remote session may have expired server-side, and a
+# paused run should not hold servers forever.
+DEFAULT_SESSION_IDLE_TIMEOUT_S = 300.0
 
 
 class _Strict(BaseModel):
@@ -107,6 +113,35 @@ class Timeouts(_Strict):
     connect_s: float = Field(default=DEFAULT_CONNECT_TIMEOUT_S, gt=0, description="Start, initialise, list tools.")
     tool_call_s: float = Field(default=DEFAULT_TOOL_CALL_TIMEOUT_S, gt=0, description="One tool call.")
     rollout_s: float = Field(default=DEFAULT_ROLLOUT_TIMEOUT_S, gt=0, description="One whole episode.")
+
+
+class SessionsConfig(_Strict):
+    """The `sessions` section: whether a rollout gets a fresh MCP server or a warm one from a pool.
+
+    With `reuse: per_slot` a finished rollout's session goes back to a pool keyed by its resolved `mcp_config`; the
+    next rollout of the same config checks it out exclusively and its setup call resets the server. A session that
+    erred, timed out or whose server died is discarded. Reuse needs every server's setup to reset all state: the
+    server says so on its setup tool (`_meta: {"hud_vf_gym/setup_resets_state": true}`, as the built-in servers
+    do), or `setup_resets_state: true` says it for a server you cannot change. `per_slot` refuses a task or server
+    that cannot promise the reset; `auto` (the built-in configs) reuses where it can and starts a fresh server
+    per rollout elsewhere.
+    """
+
+    reuse: Literal[False, "auto", "per_slot"] = Field(
+        default=False,
+        description="false: a fresh server per rollout; per_slot: a warm server per concurrent rollout, refusing "
+        "servers that do not declare a resetting setup; auto: per_slot where the server declares it, else false.",
+    )
+    max_uses: int = Field(default=DEFAULT_SESSION_MAX_USES, gt=0, description="Rollouts per server before a restart.")
+    idle_timeout_s: float = Field(
+        default=DEFAULT_SESSION_IDLE_TIMEOUT_S, gt=0, description="Close a pooled session unused this long."
+    )
+    pool_size: int | None = Field(
+        default=None, gt=0, description="Most idle sessions kept (default: the most rollouts seen at once)."
+    )
+    setup_resets_state: bool = Field(
+        default=False, description="Trust that setup resets every server, even where a server does not declare it."
+    )
 
 
 _UNSET: Any = object()
@@ -244,6 +279,7 @@ class EnvConfig(_Strict):
     )
     rubric: RubricConfig = Field(default_factory=RubricConfig)
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    sessions: SessionsConfig = Field(default_factory=SessionsConfig)
     tool_error_pattern: str = Field(
         default=r"^\s*ERROR:",
         description="A tool result whose text matches this regex counts as a failed call, even without isError.",
@@ -346,7 +382,11 @@ def resolve_config_path(config_path: str | Path) -> Path:
 
 
 def load_config(
-    config_path: str | Path = "2048", *, max_turns: int | None = None, system_prompt: str | None = None
+    config_path: str | Path = "2048",
+    *,
+    max_turns: int | None = None,
+    system_prompt: str | None = None,
+    session_reuse: Any = None,
 ) -> EnvConfig:
     """Load and validate a config from a YAML file or a built-in name; raise `ConfigError` naming every problem.
 
@@ -354,6 +394,7 @@ def load_config(
         config_path: a path to a YAML file, or the short name of a built-in config ("2048", "default").
         max_turns: replaces `defaults.max_turns` when given.
         system_prompt: replaces `system_prompt` when given.
+        session_reuse: replaces `sessions.reuse` when given (False, "auto" or "per_slot"; validated like the YAML).
     """
     path = resolve_config_path(config_path)
     try:
@@ -370,9 +411,15 @@ def load_config(
     if system_prompt is not None:
         merged["system_prompt"] = system_prompt
     if max_turns is not None:
-        defaults = merged.get("defaults")
-        merged["defaults"] = {**(defaults if isinstance(defaults, Mapping) else {}), "max_turns": max_turns}
+        merged["defaults"] = _with_key(merged.get("defaults"), "max_turns", max_turns)
+    if session_reuse is not None:
+        merged["sessions"] = _with_key(merged.get("sessions"), "reuse", session_reuse)
     return parse_config(merged, source=str(path))
+
+
+def _with_key(section: Any, key: str, value: Any) -> dict[str, Any]:
+    """A copy of a config section (or a new one, where it is missing or not a mapping) with `key` set."""
+    return {**(section if isinstance(section, Mapping) else {}), key: value}
 
 
 def parse_config(raw: Mapping[str, Any], *, source: str = "<config>") -> EnvConfig:

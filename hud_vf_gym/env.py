@@ -181,7 +181,7 @@ def _append_to_first_observation(state: vf.State, setup: Observation) -> None:
     state["prompt"] = prompt
 
 
-_LOAD_OPTIONS = ("max_turns", "system_prompt", "max_concurrent_sessions")
+_LOAD_OPTIONS = ("max_turns", "system_prompt", "session_reuse", "max_concurrent_sessions")
 
 
 def load_environment(
@@ -198,12 +198,14 @@ def load_environment(
         config_path: a built-in config name ("2048", "default") or a YAML file.
         num_tasks: use only the first N valid tasks.
         split: the dataset split for hub ids and saved dataset dicts.
-        **kwargs: `max_turns`, `system_prompt` (override the config) and `max_concurrent_sessions`.
+        **kwargs: `max_turns`, `system_prompt`, `session_reuse` (False, "auto" or "per_slot"; override the config) and
+            `max_concurrent_sessions`.
     """
     unknown = sorted(set(kwargs) - set(_LOAD_OPTIONS))
     if unknown:
         expected = ", ".join(["taskset", "config_path", "num_tasks", "split", *_LOAD_OPTIONS])
         raise ConfigError(f"load_environment() got unknown argument(s) {', '.join(unknown)}; expected: {expected}")
-    config = load_config(config_path, max_turns=kwargs.get("max_turns"), system_prompt=kwargs.get("system_prompt"))
+    overrides = {name: kwargs[name] for name in ("max_turns", "system_prompt", "session_reuse") if name in kwargs}
+    config = load_config(config_path, **overrides)
     tasks = load_taskset(taskset, split=split, num_tasks=num_tasks)
     return HUDGym(config, tasks.tasks, max_concurrent_sessions=kwargs.get("max_concurrent_sessions"))

@@ -23,10 +23,12 @@ from dataclasses import dataclass
 
 from hud_vf_gym.actions import ActionError, ActionErrorKind, ActionMapper
 from hud_vf_gym.config import LIFECYCLE_TOOLS, EnvConfig
+from hud_vf_gym.environments import SETUP_RESETS_STATE_META
 from hud_vf_gym.episode import EpisodeRecord, TurnOutcome, TurnRecord
 from hud_vf_gym.errors import ConfigError, TaskSetupError
 from hud_vf_gym.grading import extract_grade, is_failed_tool_result
 from hud_vf_gym.parser import ToolXMLParser
+from hud_vf_gym.session_pool import SessionPool, servers_not_reset
 from hud_vf_gym.sessions import MCPSession, Timeouts
 from hud_vf_gym.tasks import Task
 from hud_vf_gym.types import Grade, ImageData, ToolCall, ToolResult
@@ -71,18 +73,27 @@ class Harness:
         # a strong set: a session whose episode was dropped unclosed must still be found by close_all()
         self._open_sessions: set[MCPSession] = set()
         self._checked_tool_sets: set[frozenset[str]] = set()
+        self.pool: SessionPool | None = None
+        """The warm sessions of `sessions.reuse` (None: every episode starts its own servers)."""
+        if config.sessions.reuse:
+            self.pool = SessionPool(config.sessions, timeouts=self.session_timeouts, environ=environ)
+        self._single_use: set[MCPSession] = set()  # `reuse: auto` sessions whose setup does not declare a reset
 
     def episode(self, task: Task) -> TaskEpisode:
         """A new, not yet started episode of `task`."""
         return TaskEpisode(self, task)
 
     async def open_session(self, task: Task) -> MCPSession:
-        """Open the task's session, waiting for a free slot when `max_concurrent_sessions` is set."""
+        """Open the task's session (or take a warm one from the pool), waiting for a free slot if there is a limit.
+
+        Raises:
+            ConfigError: `sessions.reuse: per_slot`, but the task or its servers cannot promise a reset.
+        """
         slots = self._slots()
         if slots is not None:
             await slots.acquire()
         try:
-            session = await MCPSession.open(task.mcp_config, timeouts=self.session_timeouts, environ=self.environ)
+            session = await self._open_or_checkout(task)
         except BaseException:
             if slots is not None:
                 slots.release()
@@ -90,18 +101,61 @@ class Harness:
         self._open_sessions.add(session)
         return session
 
-    async def release_session(self, session: MCPSession) -> None:
-        """Close a session opened by `open_session` and free its slot."""
+    async def _open_or_checkout(self, task: Task) -> MCPSession:
+        strict = self.config.sessions.reuse == "per_slot"  # else "auto": fall back to a fresh server, no error
+        if self.pool is None or not (strict or task.setup_calls):
+            return await MCPSession.open(task.mcp_config, timeouts=self.session_timeouts, environ=self.environ)
+        if not task.setup_calls:
+            raise ConfigError(
+                f"task {task.id!r} has no setup call, so a reused server would start where the previous rollout "
+                "ended; give the task a setup_tool that resets the environment, or set sessions.reuse: auto or false"
+            )
+        session = await self.pool.checkout(task.mcp_config)
+        not_reset = [] if self.config.sessions.setup_resets_state else self._servers_not_reset(task, session)
+        if not_reset and strict:
+            await self.pool.checkin(session, reusable=False)
+            names = ", ".join(call.name for call in task.setup_calls)
+            raise ConfigError(
+                f"sessions.reuse is per_slot, but the setup of task {task.id!r} ({names}) does not declare that it "
+                f"resets all state of server(s) {', '.join(not_reset)}. A server declares it with _meta "
+                f'{{"{SETUP_RESETS_STATE_META}": true}} on its setup tool; if you know setup resets everything, set '
+                "sessions.setup_resets_state: true; otherwise set sessions.reuse: auto or false"
+            )
+        if not_reset:
+            self._single_use.add(session)
+        return session
+
+    def _servers_not_reset(self, task: Task, session: MCPSession) -> list[str]:
+        """The servers of `session` whose state the task's setup does not declare to reset."""
         try:
-            await session.aclose()
+            return servers_not_reset(session, [call.name for call in task.setup_calls])
+        except ConfigError:  # a setup tool the server lacks: the setup call itself reports that, as without a pool
+            return list(session.server_names)
+
+    async def release_session(self, session: MCPSession, *, reusable: bool = False) -> None:
+        """Give back a session from `open_session`: to the pool when `reusable` and pooling is on, else close it.
+
+        Args:
+            session: the session `open_session` returned.
+            reusable: whether its episode ended cleanly (no error escaped any phase), so a reset makes it good as new.
+        """
+        try:
+            if self.pool is not None:
+                reusable = reusable and session not in self._single_use
+                await self.pool.checkin(session, reusable=reusable)
+            else:
+                await session.aclose()
         finally:
+            self._single_use.discard(session)
             self._open_sessions.discard(session)
             if self._session_slots is not None:
                 self._session_slots.release()
 
     async def close_all(self) -> None:
-        """Close every session still open (a cancelled caller may have left one behind)."""
+        """Close every session still open (a cancelled caller may have left one behind) and the pool's idle ones."""
         await asyncio.gather(*(session.aclose() for session in list(self._open_sessions)), return_exceptions=True)
+        if self.pool is not None:
+            await self.pool.aclose()
 
     def check_mappings(self, session: MCPSession) -> None:
         """Check the action mappings against the server's tools, once per distinct tool set."""
@@ -133,6 +187,8 @@ class TaskEpisode:
         self.record = EpisodeRecord(task_id=task.id)
         self.session: MCPSession | None = None
         self.blocked_tools = LIFECYCLE_TOOLS | {call.name for call in (*task.setup_calls, *task.evaluate_calls)}
+        # Set when an error (or a cancellation) escapes any phase: the session is then never reused.
+        self._failed = False
 
     async def start(self) -> Observation:
         """Open the session, check the mappings, run setup; return the setup output (the first observation)."""
@@ -141,6 +197,9 @@ class TaskEpisode:
             self.session = await self.harness.open_session(self.task)
             self.harness.check_mappings(self.session)
             self.record.setup_results = await self._run_setup(self.session)
+        except BaseException:
+            self._failed = True
+            raise
         finally:
             self.record.setup_seconds = time.perf_counter() - started
         results = self.record.setup_results
@@ -167,6 +226,9 @@ class TaskEpisode:
         started = time.perf_counter()
         try:
             await self._execute(turn)
+        except BaseException:
+            self._failed = True
+            raise
         finally:
             turn.env_seconds = time.perf_counter() - started
             self.record.env_seconds += turn.env_seconds
@@ -218,6 +280,9 @@ class TaskEpisode:
         started = time.perf_counter()
         try:
             results = [await self.session.call_tool(call.name, call.arguments) for call in self.task.evaluate_calls]
+        except BaseException:
+            self._failed = True
+            raise
         finally:
             self.record.evaluate_seconds = time.perf_counter() - started
         self.record.evaluate_results = results
@@ -225,10 +290,10 @@ class TaskEpisode:
         return self.record.grade
 
     async def close(self) -> None:
-        """Shut the session down; safe to call again."""
+        """Give the session back (to the pool after a clean episode, else shut down); safe to call again."""
         session, self.session = self.session, None
         if session is not None:
-            await self.harness.release_session(session)
+            await self.harness.release_session(session, reusable=not self._failed)
 
     def _require_session(self) -> MCPSession:
         if self.session is None:

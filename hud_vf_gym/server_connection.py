@@ -117,6 +117,26 @@ class ServerConnection:
         """Whether the owner task has exited its contexts (or never started)."""
         return self._task is None or self._finished.is_set()
 
+    @property
+    def process_group(self) -> int | None:
+        """The stdio server's process group (None for a remote server, or where /proc is missing)."""
+        return self._process_group
+
+    def process_running(self) -> bool:
+        """Whether a stdio server's process still runs (True for remote servers: only a request can tell).
+
+        A server killed while its session sat idle leaves the session looking alive until the next request fails;
+        a pool checks this first, so the rollout gets a new server instead of an infrastructure error.
+        """
+        if self._process_group is None:
+            return self.is_alive
+        try:
+            with open(f"/proc/{self._process_group}/stat", encoding="utf-8") as stat_file:
+                state = stat_file.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):  # gone
+            return False
+        return state not in "ZX"
+
     def start(self) -> None:
         """Start the owner task."""
         self._task = asyncio.get_running_loop().create_task(self._own(), name=f"mcp-server-{self.name}")

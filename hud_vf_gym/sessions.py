@@ -28,6 +28,7 @@ secrets, is kept only inside the private per-server connections; `redacted_confi
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -120,6 +121,8 @@ class MCPSession:
         self._connections = dict(connections)
         self._routes: dict[str, tuple[ServerConnection, str]] = {}
         self._closing: anyio.Event | None = None
+        self._faulted = False
+        self._abandoned = False
 
     @classmethod
     async def open(
@@ -169,7 +172,61 @@ class MCPSession:
     @property
     def is_alive(self) -> bool:
         """False once the session is closed or a call has seen a server's connection drop."""
-        return self._closing is None and all(connection.is_alive for connection in self._connections.values())
+        return (
+            self._closing is None
+            and not self._abandoned
+            and all(connection.is_alive for connection in self._connections.values())
+        )
+
+    @property
+    def faulted(self) -> bool:
+        """True once a request failed for an infrastructure reason or was cancelled mid-flight.
+
+        A late answer to a cancelled or timed-out request could still arrive, and a server that timed out once may
+        be wedged, so a pool never hands such a session to another rollout.
+        """
+        return self._faulted
+
+    def servers_running(self) -> bool:
+        """Whether the session is alive and every stdio server's process still runs (checked without a request)."""
+        return self.is_alive and all(connection.process_running() for connection in self._connections.values())
+
+    def abandon(self) -> None:
+        """Without an event loop: SIGKILL the stdio servers' process groups and free what the session holds.
+
+        For a session whose event loop has ended (its owner tasks can no longer run `aclose`) or at interpreter
+        exit. The session counts as dead afterwards.
+        """
+        self._abandoned = True
+        for connection in self._connections.values():
+            if (group := connection.process_group) is not None:
+                try:
+                    os.killpg(group, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):  # already gone
+                    pass
+            connection.release()
+
+    @property
+    def process_groups(self) -> tuple[int, ...]:
+        """The process groups of the stdio servers (a server's pid is its group's id)."""
+        return tuple(group for c in self._connections.values() if (group := c.process_group) is not None)
+
+    def server_of(self, tool_name: str) -> str:
+        """The name of the server that runs the tool the agent calls `tool_name`.
+
+        Raises:
+            ConfigError: no server offers a tool of that name.
+        """
+        return self._route(tool_name)[0].name
+
+    def server_tool(self, tool_name: str) -> ToolSpec:
+        """The server's own listing of the tool the agent calls `tool_name` (its unprefixed name and `meta`).
+
+        Raises:
+            ConfigError: no server offers a tool of that name.
+        """
+        connection, name = self._route(tool_name)
+        return _tool_spec(name, next(tool for tool in connection.tools if tool.name == name))
 
     async def call_tool(self, name: str, arguments: Mapping[str, Any], *, timeout_s: float | None = None) -> ToolResult:
         """Call a tool by its agent-visible name; a tool's own failure comes back as `ToolResult(is_error=True)`.
@@ -195,6 +252,9 @@ class MCPSession:
             result = await connection.request(f"the call to tool {tool_name!r}", timeout, send)
         except McpError as exc:  # a JSON-RPC error answer (invalid params, ...): the server is fine
             return ToolResult(text=exc.error.message, is_error=True)
+        except BaseException:  # timed out, connection lost, or cancelled mid-call: see `faulted`
+            self._faulted = True
+            raise
         return normalize_result(result)
 
     async def list_tools(self) -> dict[str, ToolSpec]:
@@ -211,6 +271,9 @@ class MCPSession:
                 connection.tools = await connection.request("tools/list", self.timeouts.call_s, list_all_tools)
             except McpError as exc:
                 raise MCPServerError(f"MCP server {connection.name!r} refused tools/list: {exc.error.message}") from exc
+            except BaseException:
+                self._faulted = True
+                raise
         self._build_routes()
         return self.tools
 

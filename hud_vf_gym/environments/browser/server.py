@@ -76,6 +76,7 @@ from mcp.server.fastmcp import FastMCP
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hud_vf_gym.environments import SETUP_RESETS_STATE_META
 from hud_vf_gym.environments.browser.computer import ACTIONS, ComputerCall, ComputerError
 from hud_vf_gym.environments.browser.session import (
     DEFAULT_HEIGHT,
@@ -281,7 +282,9 @@ def create_server(settings: ServerSettings) -> FastMCP:
             return computer_error(str(exc))
         return await session.computer(call, observation)
 
-    @mcp.tool()
+    # Every setup function opens a new browser context (fresh cookies, storage and page), so one server may serve
+    # many rollouts.
+    @mcp.tool(meta={SETUP_RESETS_STATE_META: True})
     async def setup(
         name: Annotated[str, Field(description=_NAME_DESCRIPTION, json_schema_extra={"enum": list(SETUP_FUNCTIONS)})],
         arguments: Annotated[dict[str, Any] | str, Field(description=_ARGUMENTS_DESCRIPTION)] = "",

@@ -80,6 +80,7 @@ from mcp.server.fastmcp import FastMCP
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hud_vf_gym.environments import SETUP_RESETS_STATE_META
 from hud_vf_gym.environments.text_2048.game import (
     DEFAULT_BOARD_SIZE,
     DIRECTIONS,
@@ -270,7 +271,8 @@ def move(
     return _text_result(_move_text(direction))
 
 
-@mcp.tool()
+# Every setup function starts a new game and nothing else survives it, so one process may serve many rollouts.
+@mcp.tool(meta={SETUP_RESETS_STATE_META: True})
 def setup(
     name: Annotated[str, Field(description=_NAME_DESCRIPTION, json_schema_extra={"enum": _SETUP_NAMES})],
     arguments: Annotated[dict[str, Any] | str, Field(description=_ARGUMENTS_DESCRIPTION)],

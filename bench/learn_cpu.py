@@ -14,6 +14,12 @@ In one process, in order:
    write them to `--output` as JSON.
 
 Held-out means different tasks (other targets, other board sizes), not only other seeds.
+
+Measured with the defaults on the project machine (2 cores, otherwise idle), one seed, 12 held-out rollouts at
+T=1.0: format_compliance 0.34 -> 0.99, tool_execution 0.22 -> 0.97, task_completion 0.07 -> 0.29, reward
+0.11 -> 0.43; 54.5 s per step, about 15 minutes in all. Entropy falls from 2.1 to 0.1 over the 12 steps (the policy
+becomes nearly deterministic), so longer runs want a lower learning rate or beta > 0. Without the few-shot turns
+SmolLM2 writes no tool call at all, every reward is 0 and GRPO has nothing to learn from.
 """
 
 from __future__ import annotations
@@ -36,11 +42,11 @@ FEW_SHOT = Path("configs/train/2048-few-shot.json")  # two example turns; withou
 def parse_args() -> argparse.Namespace:
     """The bench's options (defaults sized for about 10-15 minutes on 2 idle cores)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=10, help="GRPO optimizer steps.")
+    parser.add_argument("--steps", type=int, default=12, help="GRPO optimizer steps.")
     parser.add_argument("--num-generations", type=int, default=4, help="Rollouts per task in a GRPO group.")
     parser.add_argument("--batch", type=int, default=4, help="Rollouts per step (a multiple of --num-generations).")
-    parser.add_argument("--learning-rate", type=float, default=5e-5, help="AdamW learning rate.")
-    parser.add_argument("--max-turns", type=int, default=2, help="Model turns per episode.")
+    parser.add_argument("--learning-rate", type=float, default=2e-5, help="AdamW learning rate.")
+    parser.add_argument("--max-turns", type=int, default=4, help="Model turns per episode.")
     parser.add_argument("--turn-tokens", type=int, default=12, help="New tokens per model turn.")
     parser.add_argument("--eval-rollouts", type=int, default=3, help="Sampled rollouts per held-out task.")
     parser.add_argument("--eval-temperature", type=float, default=1.0, help="Sampling temperature for evaluation.")

@@ -58,12 +58,13 @@ def no_servers_left() -> Iterator[None]:
 
 def game_task(seed: int, *, index: int = 0) -> Task:
     """A seeded 4x4 2048 task (target 64) on the built-in server."""
+    s = seed
     return Task.from_row(
         {
             "id": f"2048-seed-{seed}",
             "prompt": "Reach 64.",
             "mcp_config": {"text_2048": {"command": sys.executable, "args": TEXT_2048}},
-            "setup_tool": {"name": "setup", "arguments": {"name": "board", "arguments": {"board_size": 4, "seed": seed}}},
+            "setup_tool": {"name": "setup", "arguments": {"name": "board", "arguments": {"board_size": 4, "seed": s}}},
             "evaluate_tool": {"name": "evaluate", "arguments": {"name": "max_number", "arguments": {"target": 64}}},
         },
         index=index,

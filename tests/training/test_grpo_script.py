@@ -49,7 +49,7 @@ def test_parser_reads_yaml_and_command_line_overrides(grpo_script: Any) -> None:
     script_args, training_args, model_args = parser.parse_args_and_config(
         ["--config", str(CPU_CONFIG), "--max_steps", "3", "--num_tasks", "2", "--learning_rate", "0.001"]
     )
-    assert (script_args.taskset, script_args.config_path, script_args.max_turns) == ("2048", "2048", 3)
+    assert (script_args.taskset, script_args.config_path, script_args.max_turns) == ("2048", "2048", 4)
     assert script_args.num_tasks == 2  # the command line wins over the YAML's 4
     assert (training_args.max_steps, training_args.learning_rate) == (3, 0.001)
     assert (training_args.use_cpu, training_args.bf16, training_args.num_generations) == (True, False, 4)

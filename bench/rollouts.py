@@ -1,19 +1,21 @@
-"""Rollout throughput, per-turn harness cost and memory of HUDGym on the built-in 2048 server.
+"""Rollout throughput, per-turn harness cost and memory of HUDGym on the built-in 2048 server, against baselines.
 
-Work unit (the same as /work/shared/research/perf-baseline.md): one rollout = start a fresh text-2048 server,
-setup(4x4, seed), 10 moves, evaluate(max_number, target 64). The model is `Play2048Policy(max_moves=10,
-look_ahead=True)` behind `ScriptedChatServer` on 127.0.0.1 (instant, Nagle off), so every move succeeds and the
-11th reply, done(), ends the rollout. Every task has its own seed, so the rewards are fixed and wrong work shows.
+Work unit (the same as /work/shared/research/perf-baseline.md, see bench_common.py): one rollout = setup(4x4, seed),
+10 moves, done(), evaluate(max_number, target 64). The model is `Play2048Policy(max_moves=10, look_ahead=True)`
+behind `ScriptedChatServer` on 127.0.0.1 (instant: Nagle off, one write per response), so every move succeeds.
 
-Measured in one process:
+Five harnesses do the same rollouts (the same seeds, policy and chat server), interleaved in one process:
 
-1. rollouts/s at each concurrency through `HUDGym` + verifiers' `env.evaluate` (a fresh server per rollout, as
-   HUDGym does today), against the floor: a bare `mcp` client + the same chat server doing the same rollouts;
-   with the CPU split (this process vs the servers), the reward check and where a rollout's time goes;
-2. the harness time per turn inside HUDGym (parse + map + MCP round trip + state update; wall and CPU), against
-   the bare `ClientSession.call_tool("move")` inside the floor's rollouts and in a tight loop on one server;
-3. server and harness memory during one extra HUDGym batch at the highest concurrency;
-4. the peer numbers of the research notes, quoted (not measured here).
+- HUDGym pooled: `HUDGym` + verifiers' `env.evaluate` with `sessions.reuse: per_slot` (a warm server per slot);
+- HUDGym fresh: the same with `sessions.reuse: false` (a server started and stopped per rollout);
+- bare warm: a bare `mcp` client, one warm server per worker (the floor for pooled; bare_floor.py);
+- bare fresh: a bare `mcp` client, a server per rollout (the floor for fresh);
+- peer MCPEnv: verifiers' own MCPEnv with minimal setup/evaluate glue (peer_mcpenv.py). It shares ONE server and
+  so one game between all rollouts: at concurrency > 1 it does the wrong work, and the reward check says so.
+
+Measured: 1. rollouts/s per concurrency with the CPU split and the reward check, and what starting the pool costs;
+2. the harness time per turn (parse + map + MCP round trip + state update) against a bare `call_tool` round trip;
+3. memory during one extra pooled batch at the highest concurrency; 4. the research notes' peer numbers, quoted.
 
 Run: `python bench/rollouts.py [--rollouts 16] [--repeats 3] [--concurrency 1 4 16] [--json PATH] [--quick]`
 """
@@ -28,44 +30,47 @@ import logging
 import math
 import os
 import pstats
-import re
-import resource
 import statistics
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import datasets
 import psutil
 import verifiers as vf
-from mcp import ClientSession, StdioServerParameters
-from mcp.client.stdio import stdio_client
+from bare_floor import run_floor_fresh, run_floor_warm, time_bare_calls, time_session_calls
+from bench_common import (
+    EVALUATE_ARGUMENTS,
+    MAX_TURNS,
+    MOVES_PER_ROLLOUT,
+    SAMPLING,
+    SERVER_ARGS,
+    Outcome,
+    RunResult,
+    Sample,
+    Stopwatch,
+    board_arguments,
+    measured,
+    seeds,
+)
 from openai import AsyncOpenAI
+from peer_mcpenv import NativeTools2048Policy, Peer2048Env, moves_of
 
 from hud_vf_gym import HUDGym, Task, load_config, load_taskset
 from hud_vf_gym.env import EPISODE_KEY, SUMMARY_KEY
 from hud_vf_gym.episode import TurnOutcome
-from hud_vf_gym.sessions import MCPSession
 from hud_vf_gym.testing import Play2048Policy, ScriptedChatServer
 
-SERVER_ARGS = ["-m", "hud_vf_gym.environments.text_2048"]
 TEMPLATE_TASK_ID = "2048_target_64"  # the built-in 4x4 task with target 64; copied with a distinct seed per rollout
-FIRST_SEED = 1000
-MOVES_PER_ROLLOUT = 10
-MAX_TURNS = 12  # 10 moves + done() = 11 turns; one spare, so done() (not truncation) ends every rollout
-SAMPLING = {"temperature": 0.0, "max_tokens": 64}
 MEMORY_SAMPLE_INTERVAL_S = 0.05  # psutil reads /proc per child; 20 samples/s costs little next to 16 servers
-ROLLOUT_TIMEOUT_S = 120.0  # a floor rollout takes ~1 s alone and ~6 s at c=16 on 2 cores
-WARM_UP_CALLS = 20  # a fresh server answers its first moves slower (~1.1 ms, then ~0.7 ms): untimed
-TARGET_TURN_RATIO = 1.1  # issue 3: harness time per turn within 1.1x of the bare round trip
-PROFILE_FILTER = (
-    "hud_vf_gym|verifiers/legacy/envs|openai/_base_client|mcp/client"  # --profile: the layers we own or wrap
-)
-_DONE_CALL = re.compile(r"<tool>\s*done\(\s*\)\s*</tool>")
-_MOVE_CALL = re.compile(r"<tool>\s*(left|right|up|down)\(\s*\)\s*</tool>")
+TARGET_TURN_RATIO = 1.1  # issue 9: harness time per turn within 1.1x of the bare round trip
+TARGET_POOLED_RATE = 20.0  # issue 9: rollouts/s at c=4 with reuse on this 2-core machine
+PROFILE_FILTER = "hud_vf_gym|verifiers/legacy/envs|openai/_base_client|mcp/client"  # --profile: our layers
+POOLED, FRESH, BARE_WARM, BARE_FRESH, PEER = "HUDGym pooled", "HUDGym fresh", "bare warm", "bare fresh", "peer MCPEnv"
+HARNESSES = (POOLED, FRESH, BARE_WARM, BARE_FRESH, PEER)
 
 # perf-baseline.md, 2 cores, verifiers 0.3.1 MCPEnv with setup/evaluate glue and the bare-client floors; quoted.
 PEER_BASELINE = (
@@ -78,52 +83,6 @@ PEER_PER_TURN = (
     ("peer MCPEnv env span per tool call, c=1", "3.2-3.7 ms (1.15-1.3x)"),
     ("bare spawn + initialize", "483 ms (572 ms server CPU)"),
 )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Results
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RunResult:
-    """One timed batch of rollouts at one concurrency."""
-
-    harness: str
-    concurrency: int
-    rollouts: int
-    wall_s: float
-    harness_cpu_s: float  # this process: harness, verifiers, openai client and the in-process chat server
-    server_cpu_s: float  # reaped children: the MCP servers
-    rewards: list[float]
-    moves: list[int]  # moves executed per rollout
-    errors: int
-    load_1min: float = 0.0  # the machine's 1-minute load average when the batch ended (2 cores)
-    phases_s: list[dict[str, float]] = field(default_factory=list)  # HUDGym: the EpisodeRecord timings per rollout
-    close_s: list[float] = field(default_factory=list)  # HUDGym: TaskEpisode.close (server shutdown) per rollout
-
-    @property
-    def rollouts_per_s(self) -> float:
-        """Throughput of the batch."""
-        return self.rollouts / self.wall_s
-
-
-# One timed call: (wall seconds, CPU seconds of the event-loop thread). The CPU excludes the server processes and
-# the chat server's threads, so it shows the client side's own cost, and it is far less sensitive to machine load.
-Sample = tuple[float, float]
-
-
-class Stopwatch:
-    """Wall and event-loop-thread CPU time of a block: `with Stopwatch() as watch: ...`, then `watch.sample`."""
-
-    def __enter__(self) -> Stopwatch:
-        """Start both clocks."""
-        self._wall, self._cpu = time.perf_counter(), time.thread_time()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Stop both clocks."""
-        self.sample: Sample = (time.perf_counter() - self._wall, time.thread_time() - self._cpu)
 
 
 @dataclass
@@ -164,28 +123,19 @@ def build_tasks(count: int) -> list[Task]:
     row = {
         "prompt": template.prompt,
         "mcp_config": {"text_2048": {"command": sys.executable, "args": SERVER_ARGS}},
-        "evaluate_tool": {"name": "evaluate", "arguments": {"name": "max_number", "arguments": {"target": 64}}},
+        "evaluate_tool": {"name": "evaluate", "arguments": EVALUATE_ARGUMENTS},
     }
     return [
         Task.from_row(
             {
                 **row,
                 "id": f"2048_4x4_target_64_seed_{seed}",
-                "setup_tool": {"name": "setup", "arguments": {"name": "board", "arguments": _board(seed)}},
+                "setup_tool": {"name": "setup", "arguments": board_arguments(seed)},
             },
             index=index,
         )
         for index, seed in enumerate(seeds(count))
     ]
-
-
-def seeds(count: int) -> list[int]:
-    """The game seeds of the first `count` rollouts (shared by HUDGym and the floor)."""
-    return [FIRST_SEED + index for index in range(count)]
-
-
-def _board(seed: int) -> dict[str, int]:
-    return {"board_size": 4, "seed": seed}
 
 
 class TimedHUDGym(HUDGym):
@@ -236,169 +186,62 @@ class TimedHUDGym(HUDGym):
         return reply
 
 
+def hudgym(reuse: bool | str, count: int) -> TimedHUDGym:
+    """A timed HUDGym over `count` seeded tasks, with or without the session pool."""
+    return TimedHUDGym(load_config("2048", max_turns=MAX_TURNS, session_reuse=reuse), build_tasks(count))
+
+
 # ---------------------------------------------------------------------------------------------------------------
-# Measurement 1: rollouts/s (HUDGym and the bare floor), with CPU and the reward check
+# Measurement 1: rollouts/s of the verifiers harnesses (the bare floors are in bare_floor.py)
 # ---------------------------------------------------------------------------------------------------------------
 
 
-async def _measured(
-    harness: str, concurrency: int, run: Callable[[], Awaitable[list[tuple[float, int, bool]]]]
-) -> RunResult:
-    """Time `run` (which returns reward, moves and error per rollout) and take the CPU of this process and servers."""
-    self_before, children_before = (
-        resource.getrusage(resource.RUSAGE_SELF),
-        resource.getrusage(resource.RUSAGE_CHILDREN),
-    )
-    started = time.perf_counter()
-    outcomes = await run()
-    wall_s = time.perf_counter() - started
-    self_after, children_after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return RunResult(
-        harness=harness,
-        concurrency=concurrency,
-        rollouts=len(outcomes),
-        wall_s=wall_s,
-        harness_cpu_s=_cpu(self_after) - _cpu(self_before),
-        server_cpu_s=_cpu(children_after) - _cpu(children_before),
-        rewards=[reward for reward, _, _ in outcomes],
-        moves=[moves for _, moves, _ in outcomes],
-        errors=sum(error for _, _, error in outcomes),
-        load_1min=os.getloadavg()[0],
-    )
-
-
-def _cpu(usage: resource.struct_rusage) -> float:
-    return usage.ru_utime + usage.ru_stime
-
-
-async def run_hudgym(env: TimedHUDGym, client: vf.Client, concurrency: int, rollouts: int = -1) -> RunResult:
+async def run_hudgym(env: TimedHUDGym, client: vf.Client, concurrency: int, name: str, rollouts: int = -1) -> RunResult:
     """The first `rollouts` tasks (-1: all) once each through verifiers' `env.evaluate` at `concurrency`."""
     phases: list[dict[str, float]] = []
     env.close_s = []
 
-    async def evaluate() -> list[tuple[float, int, bool]]:
-        results = await env.evaluate(
-            client,
-            "scripted",
-            sampling_args=SAMPLING,
-            num_examples=rollouts,
-            max_concurrent=concurrency,
-            state_columns=[SUMMARY_KEY],
-            on_start=_ignore,  # no tqdm bar
-            on_progress=_ignore,
-        )
-        phases.extend(output[SUMMARY_KEY]["timing"] for output in results["outputs"])
-        return [_hudgym_outcome(output) for output in results["outputs"]]
+    async def evaluate() -> list[Outcome]:
+        outputs = await _evaluate(env, client, concurrency, rollouts, state_columns=[SUMMARY_KEY])
+        phases.extend(output[SUMMARY_KEY]["timing"] for output in outputs)
+        return [_hudgym_outcome(output) for output in outputs]
 
-    result = await _measured("HUDGym + env.evaluate", concurrency, evaluate)
+    result = await measured(name, concurrency, evaluate)
     result.phases_s, result.close_s = phases, env.close_s
     return result
+
+
+async def run_peer(env: Peer2048Env, client: vf.Client, concurrency: int, rollouts: int = -1) -> RunResult:
+    """The same rollouts through verifiers' MCPEnv (one server shared by all of them)."""
+
+    async def evaluate() -> list[Outcome]:
+        outputs = await _evaluate(env, client, concurrency, rollouts)
+        return [(float(output["reward"]), moves_of(output), output.get("error") is not None) for output in outputs]
+
+    return await measured(PEER, concurrency, evaluate)
+
+
+async def _evaluate(env: Any, client: vf.Client, concurrency: int, rollouts: int, **kwargs: Any) -> list[Any]:
+    results = await env.evaluate(
+        client,
+        "scripted",
+        sampling_args=SAMPLING,
+        num_examples=rollouts,
+        max_concurrent=concurrency,
+        on_start=_ignore,  # no tqdm bar
+        on_progress=_ignore,
+        **kwargs,
+    )
+    return list(results["outputs"])
 
 
 def _ignore(*args: Any, **kwargs: Any) -> None:
     """A verifiers callback that does nothing (replaces the progress bar)."""
 
 
-def _hudgym_outcome(output: dict[str, Any]) -> tuple[float, int, bool]:
+def _hudgym_outcome(output: dict[str, Any]) -> Outcome:
     moves = sum(turn["outcome"] == TurnOutcome.EXECUTED.value for turn in output[SUMMARY_KEY]["turns"])
     return output["metrics"]["task_completion"], moves, output.get("error") is not None
-
-
-async def run_floor(
-    chat: AsyncOpenAI, rollouts: int, concurrency: int, move_timings: list[Sample] | None = None
-) -> RunResult:
-    """The same rollouts without a framework: bare `mcp` client + the same chat server; optionally time each move."""
-    limit = asyncio.Semaphore(concurrency)
-
-    async def one(seed: int) -> tuple[float, int, bool]:
-        async with limit:
-            try:
-                return await asyncio.wait_for(floor_rollout(chat, seed, move_timings), ROLLOUT_TIMEOUT_S)
-            except Exception:  # the bench boundary: a failed rollout is counted, not fatal
-                logging.exception("floor rollout (seed %d) failed", seed)
-                return 0.0, 0, True
-
-    async def run() -> list[tuple[float, int, bool]]:
-        return list(await asyncio.gather(*(one(seed) for seed in seeds(rollouts))))
-
-    return await _measured("bare mcp + openai", concurrency, run)
-
-
-async def floor_rollout(chat: AsyncOpenAI, seed: int, move_timings: list[Sample] | None) -> tuple[float, int, bool]:
-    """One bare rollout: fresh server, setup, one chat call per action (as in HUDGym), evaluate."""
-    params = StdioServerParameters(command=sys.executable, args=SERVER_ARGS)
-    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
-        await session.initialize()
-        setup = await session.call_tool("setup", {"name": "board", "arguments": _board(seed)})
-        messages = [{"role": "user", "content": _text(setup)}]
-        moves = 0
-        while not _DONE_CALL.search(reply := await _ask(chat, messages)):
-            direction = _MOVE_CALL.search(reply)
-            if direction is None:
-                raise RuntimeError(f"the policy made no move: {reply!r}")
-            with Stopwatch() as watch:
-                result = await session.call_tool("move", {"direction": direction.group(1)})
-            if move_timings is not None:
-                move_timings.append(watch.sample)
-            messages += [{"role": "assistant", "content": reply}, {"role": "user", "content": _text(result)}]
-            moves += 1
-        grade = await session.call_tool("evaluate", {"name": "max_number", "arguments": {"target": 64}})
-    reward = (grade.structuredContent or {}).get("reward", 0.0)
-    return float(reward), moves, bool(grade.isError)
-
-
-async def _ask(chat: AsyncOpenAI, messages: list[dict[str, str]]) -> str:
-    completion = await chat.chat.completions.create(model="scripted", messages=messages, **SAMPLING)
-    return completion.choices[0].message.content or ""
-
-
-def _text(result: Any) -> str:
-    return "\n".join(getattr(block, "text", "") for block in result.content)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Measurement 2: one tool call outside HUDGym (bare ClientSession, and our MCPSession without the harness)
-# ---------------------------------------------------------------------------------------------------------------
-
-
-async def time_moves(call: Callable[[str, dict[str, Any]], Awaitable[Any]], count: int) -> list[Sample]:
-    """Time `count` move calls; a fresh game every 10 moves (untimed), as in a rollout; directions from the policy."""
-    policy = Play2048Policy(look_ahead=True)
-    timings: list[Sample] = []
-    board = ""
-    for index in range(count):
-        if index % MOVES_PER_ROLLOUT == 0 or "GAME OVER" in board:
-            board = _text_of(await call("setup", {"name": "board", "arguments": _board(FIRST_SEED + index)}))
-        direction = _MOVE_CALL.search(policy([{"role": "user", "content": board}]))
-        with Stopwatch() as watch:
-            result = await call("move", {"direction": direction.group(1) if direction else "down"})
-        timings.append(watch.sample)
-        board = _text_of(result)
-    return timings
-
-
-def _text_of(result: Any) -> str:
-    return result.text if hasattr(result, "text") else _text(result)
-
-
-async def time_bare_calls(count: int) -> tuple[list[Sample], float]:
-    """`ClientSession.call_tool("move")` round trips on one server; also the server's USS (MiB) afterwards."""
-    params = StdioServerParameters(command=sys.executable, args=SERVER_ARGS)
-    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
-        await session.initialize()
-        await time_moves(session.call_tool, WARM_UP_CALLS)
-        timings = await time_moves(session.call_tool, count)
-        servers = psutil.Process().children()
-        uss_mib = servers[0].memory_full_info().uss / 2**20 if len(servers) == 1 else float("nan")
-    return timings, uss_mib
-
-
-async def time_session_calls(count: int) -> list[Sample]:
-    """The same loop through our `MCPSession.call_tool` (session layer only, no parse, map or verifiers)."""
-    config = {"text_2048": {"command": sys.executable, "args": SERVER_ARGS}}
-    async with await MCPSession.open(config) as session:
-        await time_moves(session.call_tool, WARM_UP_CALLS)
-        return await time_moves(session.call_tool, count)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -456,10 +299,12 @@ class Report:
 
     options: dict[str, Any]
     load_average: dict[str, list[float]] = field(default_factory=dict)
-    env_construct_s: float = 0.0
+    env_construct_s: float = 0.0  # HUDGym(): no I/O
+    peer_construct_s: float = 0.0  # MCPEnv(): starts its one shared server
+    pool_starts: list[RunResult] = field(default_factory=list)  # each pooled env's first batch (starts the pool)
     runs: list[RunResult] = field(default_factory=list)
-    turns: list[list[TurnTiming]] = field(default_factory=list)  # HUDGym c=1, one list per repeat
-    floor_moves: list[list[Sample]] = field(default_factory=list)  # bare move calls in c=1 floor rollouts
+    turns: list[list[TurnTiming]] = field(default_factory=list)  # HUDGym pooled c=1, one list per repeat
+    floor_moves: list[list[Sample]] = field(default_factory=list)  # bare move calls in c=1 bare warm rollouts
     bare_calls: list[list[Sample]] = field(default_factory=list)  # tight loop, one list per repeat
     session_calls: list[list[Sample]] = field(default_factory=list)
     server_uss_mib: float = 0.0
@@ -468,47 +313,93 @@ class Report:
     memory_run: RunResult | None = None
 
 
+@dataclass
+class Harnesses:
+    """The environments and chat clients every batch of a run uses."""
+
+    fresh: TimedHUDGym
+    pooled: dict[int, TimedHUDGym]  # one per concurrency, so each pool has exactly that many warm servers
+    peer: Peer2048Env
+    chat: AsyncOpenAI  # XML replies, for HUDGym and the bare floors
+    client: vf.Client
+    native_client: vf.Client  # native tool calls, for MCPEnv
+
+
 async def measure(options: argparse.Namespace) -> Report:
-    """Run every measurement with one chat server and one environment; everything started here is stopped here."""
+    """Run every measurement with one chat server per format; everything started here is stopped here."""
     report = Report(options=vars(options))
     report.load_average["start"] = list(os.getloadavg())
     report.harness_rss_mib["start"] = psutil.Process().memory_info().rss / 2**20
     started = time.perf_counter()
-    env = TimedHUDGym(load_config("2048", max_turns=MAX_TURNS), build_tasks(options.rollouts))
+    fresh = hudgym(False, options.rollouts)
     report.env_construct_s = time.perf_counter() - started
-    with ScriptedChatServer(Play2048Policy(max_moves=MOVES_PER_ROLLOUT, look_ahead=True)) as chat_server:
-        async with AsyncOpenAI(base_url=chat_server.base_url, api_key="x", max_retries=0) as chat:
-            client = vf.OpenAIChatCompletionsClient(chat)
-            warm_up = min(2, len(env.tasks))
-            await run_hudgym(env, client, warm_up, rollouts=warm_up)  # warm-up: imports, caches, the connection
-            await run_floor(chat, warm_up, warm_up)
-            for repeat in range(options.repeats):
-                await _one_repeat(report, env, chat, client, repeat)
-            with MemorySampler() as sampler:
-                report.memory_run = await run_hudgym(env, client, max(options.concurrency))
-            report.memory = sampler.peak
-            if options.profile:
-                await profile_batch(env, client)
+    pooled = {concurrency: hudgym("per_slot", options.rollouts) for concurrency in options.concurrency}
+    started = time.perf_counter()
+    peer = Peer2048Env(seeds(options.rollouts))
+    report.peer_construct_s = time.perf_counter() - started
+    policy = Play2048Policy(max_moves=MOVES_PER_ROLLOUT, look_ahead=True)
+    try:
+        with ScriptedChatServer(policy) as xml_server, ScriptedChatServer(NativeTools2048Policy(policy)) as native:
+            async with (
+                AsyncOpenAI(base_url=xml_server.base_url, api_key="x", max_retries=0) as chat,
+                AsyncOpenAI(base_url=native.base_url, api_key="x", max_retries=0) as native_chat,
+            ):
+                clients = (vf.OpenAIChatCompletionsClient(chat), vf.OpenAIChatCompletionsClient(native_chat))
+                harnesses = Harnesses(fresh, pooled, peer, chat, *clients)
+                await _warm_up(report, harnesses)
+                for repeat in range(options.repeats):
+                    await _one_repeat(report, harnesses, repeat)
+                await _memory_batch(report, harnesses)
+                if options.profile:
+                    await profile_batch(pooled[1], harnesses.client)
+    finally:
+        await asyncio.gather(*(env.harness.close_all() for env in (fresh, *pooled.values())))
+        await peer.teardown_mcp_servers()
     report.load_average["end"] = list(os.getloadavg())
     report.harness_rss_mib["end"] = psutil.Process().memory_info().rss / 2**20
     return report
 
 
-async def _one_repeat(report: Report, env: TimedHUDGym, chat: AsyncOpenAI, client: vf.Client, repeat: int) -> None:
-    """One repeat of every measurement, interleaved so that load drifts hit HUDGym and the baselines alike."""
+async def _warm_up(report: Report, harnesses: Harnesses) -> None:
+    """Untimed: imports, caches, connections; then each pooled env's first batch, which starts its pool (kept)."""
+    warm_up = min(2, report.options["rollouts"])
+    await run_hudgym(harnesses.fresh, harnesses.client, warm_up, FRESH, rollouts=warm_up)
+    await run_floor_fresh(harnesses.chat, warm_up, warm_up)
+    await run_peer(harnesses.peer, harnesses.native_client, 1, rollouts=warm_up)
+    for concurrency, env in harnesses.pooled.items():
+        report.pool_starts.append(await run_hudgym(env, harnesses.client, concurrency, POOLED))
+
+
+async def _one_repeat(report: Report, harnesses: Harnesses, repeat: int) -> None:
+    """One repeat of every measurement, rotating the order so that load drifts hit every harness alike."""
     options = report.options
+    rollouts = options["rollouts"]
     for concurrency in options["concurrency"]:
-        env.recording, env.turns, floor_moves = concurrency == 1, [], []
-        hudgym = run_hudgym(env, client, concurrency)
-        floor = run_floor(chat, options["rollouts"], concurrency, floor_moves)
-        for batch in (hudgym, floor) if repeat % 2 == 0 else (floor, hudgym):
+        pooled = harnesses.pooled[concurrency]
+        pooled.recording, pooled.turns, floor_moves = concurrency == 1, [], []
+        batches: list[Awaitable[RunResult]] = [  # coroutines, each awaited once below
+            run_hudgym(pooled, harnesses.client, concurrency, POOLED),
+            run_hudgym(harnesses.fresh, harnesses.client, concurrency, FRESH),
+            run_floor_warm(harnesses.chat, rollouts, concurrency, floor_moves),
+            run_floor_fresh(harnesses.chat, rollouts, concurrency),
+            run_peer(harnesses.peer, harnesses.native_client, concurrency),
+        ]
+        shift = repeat % len(batches)
+        for batch in batches[shift:] + batches[:shift]:
             report.runs.append(await batch)
-        env.recording = False
+        pooled.recording = False
         if concurrency == 1:
-            report.turns.append(env.turns)
+            report.turns.append(pooled.turns)
             report.floor_moves.append(floor_moves)
     for loop in (_bare_loop, _session_loop) if repeat % 2 == 0 else (_session_loop, _bare_loop):
         await loop(report, options["calls"])
+
+
+async def _memory_batch(report: Report, harnesses: Harnesses) -> None:
+    concurrency = max(harnesses.pooled)
+    with MemorySampler() as sampler:
+        report.memory_run = await run_hudgym(harnesses.pooled[concurrency], harnesses.client, concurrency, POOLED)
+    report.memory = sampler.peak
 
 
 async def _bare_loop(report: Report, calls: int) -> None:
@@ -521,12 +412,12 @@ async def _session_loop(report: Report, calls: int) -> None:
 
 
 async def profile_batch(env: TimedHUDGym, client: vf.Client) -> None:
-    """Profile one c=1 HUDGym batch (this process only; the servers are other processes) and print the top."""
+    """Profile one c=1 pooled HUDGym batch (this process only; the servers are other processes) and print the top."""
     profiler = cProfile.Profile()
     profiler.enable()
-    await run_hudgym(env, client, 1)
+    await run_hudgym(env, client, 1, POOLED)
     profiler.disable()
-    print("\ncProfile of one c=1 HUDGym batch (this process; waits on servers and the chat server not counted):")
+    print("\ncProfile of one c=1 pooled HUDGym batch (this process; waits on servers and the chat server not counted):")
     print("coroutine 'cumtime' is CPU between suspensions; each resumption counts as a call")
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(PROFILE_FILTER, 30)
 
@@ -549,33 +440,50 @@ def _median_range(values: Sequence[float], digits: int = 1) -> str:
     return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
 
 
+def _runs(report: Report, harness: str, concurrency: int) -> list[RunResult]:
+    return [run for run in report.runs if run.harness == harness and run.concurrency == concurrency]
+
+
+def _paired_ratio(report: Report, mine: str, baseline: str, concurrency: int) -> str:
+    """rollouts/s of `mine` over `baseline`, paired within each repeat."""
+    pairs = zip(_runs(report, mine, concurrency), _runs(report, baseline, concurrency), strict=True)
+    return _median_range([a.rollouts_per_s / b.rollouts_per_s for a, b in pairs], 2)
+
+
 def print_throughput(report: Report) -> None:
-    """Table 1: rollouts/s per concurrency, HUDGym against the bare floor, with CPU and the reward check."""
+    """Table 1: rollouts/s per concurrency for every harness, the ratios, the CPU split and the reward check."""
     options = report.options
     print(
-        f"\n1. Rollouts/s, {options['rollouts']} rollouts per batch, each: fresh server, setup, "
-        f"{MOVES_PER_ROLLOUT} moves, done(), evaluate.\n   Median of {options['repeats']} repeats [min-max]. "
-        "Baseline (floor): a bare mcp client + the same chat server,\n   policy and seeds, in this process, "
-        "alternating with HUDGym. ratio: HUDGym/floor within each repeat.\n"
-        "   CPU ms/rollout: this process (harness, verifiers, openai, chat server) + servers."
+        f"\n1. Rollouts/s, {options['rollouts']} rollouts per batch ({MOVES_PER_ROLLOUT} moves, done(), evaluate "
+        f"each), median of {options['repeats']} repeats [min-max],\n   all harnesses interleaved in this process. "
+        "Pooled = HUDGym with sessions.reuse per_slot (its pool already warm);\n   bare warm = the same with a bare "
+        "mcp client (its floor). * peer MCPEnv at c>1: WRONG work (one shared game)."
     )
-    print(
-        f"{'conc':>4}  {'HUDGym+evaluate':>17}  {'floor':>17}  {'ratio':>17}  {'wall s':>6}  "
-        f"{'CPU HUDGym':>10}  {'CPU floor':>10}  {'load':>4}"
-    )
+    print(f"{'conc':>4}  " + "  ".join(f"{name:>17}" for name in HARNESSES) + f"  {'load':>4}")
     for concurrency in options["concurrency"]:
-        batches = [run for run in report.runs if run.concurrency == concurrency]
-        ours = [run for run in batches if run.harness.startswith("HUDGym")]
-        floor = [run for run in batches if not run.harness.startswith("HUDGym")]
-        ratios = [mine.rollouts_per_s / bare.rollouts_per_s for mine, bare in zip(ours, floor, strict=True)]
+        cells = [
+            _median_range([run.rollouts_per_s for run in _runs(report, name, concurrency)], 2) for name in HARNESSES
+        ]
+        if concurrency > 1:
+            cells[-1] += "*"
+        load = statistics.median(run.load_1min for run in report.runs if run.concurrency == concurrency)
+        print(f"{concurrency:>4}  " + "  ".join(f"{cell:>17}" for cell in cells) + f"  {load:>4.1f}")
+    print(f"\n   paired ratios (rollouts/s):   {'pooled/bare warm':>17}  {'pooled/fresh':>17}  {'pooled/peer c=1':>17}")
+    for concurrency in options["concurrency"]:
+        peer = _paired_ratio(report, POOLED, PEER, concurrency) if concurrency == 1 else "-"
         print(
-            f"{concurrency:>4}  {_median_range([run.rollouts_per_s for run in ours], 2):>17}  "
-            f"{_median_range([run.rollouts_per_s for run in floor], 2):>17}  {_median_range(ratios, 2):>17}  "
-            f"{statistics.median(run.wall_s for run in ours):>6.2f}  {_cpu_split(ours):>10}  {_cpu_split(floor):>10}  "
-            f"{statistics.median(run.load_1min for run in batches):>4.1f}"
+            f"   c={concurrency:<4}{'':24}{_paired_ratio(report, POOLED, BARE_WARM, concurrency):>17}  "
+            f"{_paired_ratio(report, POOLED, FRESH, concurrency):>17}  {peer:>17}"
         )
-    _print_reward_check(report.runs)
-    _print_phases(report.runs, options["concurrency"])
+    print("\n   CPU ms per rollout, this process (harness, verifiers, openai, chat server) + servers:")
+    print(f"   {'conc':>4}  " + "  ".join(f"{name:>15}" for name in HARNESSES))
+    for concurrency in options["concurrency"]:
+        cells = [_cpu_split(_runs(report, name, concurrency)) for name in HARNESSES]
+        print(f"   {concurrency:>4}  " + "  ".join(f"{cell:>15}" for cell in cells))
+    _print_target(report)
+    _print_pool_start(report)
+    _print_reward_check(report)
+    _print_phases(report)
 
 
 def _cpu_split(runs: Sequence[RunResult]) -> str:
@@ -584,46 +492,60 @@ def _cpu_split(runs: Sequence[RunResult]) -> str:
     return f"{harness * 1000:.0f} + {servers * 1000:.0f}"
 
 
-def _print_phases(runs: Sequence[RunResult], concurrencies: Sequence[int]) -> None:
-    """Where a HUDGym rollout's time goes: the EpisodeRecord's timings and the close (median ms per rollout)."""
-    print("   HUDGym rollout phases, median ms per rollout (the rest of a rollout: 11 chat calls and verifiers):")
-    print(
-        f"   {'conc':>4}  {'rollout':>7}  {'setup: spawn+init+setup':>23}  {'env: 11 turns':>13}  {'evaluate':>8}  "
-        f"{'close':>6}"
-    )
-    for concurrency in concurrencies:
-        mine = [run for run in runs if run.concurrency == concurrency and run.phases_s]
-        phases = [phase for run in mine for phase in run.phases_s]
-        # one rollout's latency is only known at c=1 (wall / rollouts); at c>1 rollouts overlap
-        latency = statistics.median(run.wall_s / run.rollouts for run in mine) * 1000 if concurrency == 1 else None
-        setup, env, evaluate = (
-            _median_ms(phase[key] for phase in phases) for key in ("setup_s", "env_s", "evaluate_s")
-        )
-        close = _median_ms(seconds for run in mine for seconds in run.close_s)
+def _print_target(report: Report) -> None:
+    runs = _runs(report, POOLED, 4)
+    if not runs:
+        return
+    rate = statistics.median(run.rollouts_per_s for run in runs)
+    verdict = "met" if rate >= TARGET_POOLED_RATE else "NOT met"
+    print(f"   target: >= {TARGET_POOLED_RATE:.0f} rollouts/s pooled at c=4 -> {verdict} ({rate:.1f})")
+
+
+def _print_pool_start(report: Report) -> None:
+    """What the first pooled batch at each concurrency cost, servers' start-up included."""
+    print("   pool start: each pooled env's first batch, which also starts its servers (one per slot):")
+    for run in report.pool_starts:
+        steady = statistics.median(r.rollouts_per_s for r in _runs(report, POOLED, run.concurrency))
         print(
-            f"   {concurrency:>4}  {'-' if latency is None else f'{latency:.0f}':>7}  {setup:>23}  {env:>13}  "
-            f"{evaluate:>8}  {close:>6}"
+            f"   c={run.concurrency:<3} first batch {run.wall_s:.2f} s ({run.rollouts_per_s:.2f} rollouts/s), "
+            f"then {steady:.2f} rollouts/s warm"
         )
+
+
+def _print_reward_check(report: Report) -> None:
+    """Per-seed rewards and moves of every batch: identical work or not."""
+    reference = _by_seed(_runs(report, BARE_FRESH, 1)[0])
+    print("   reward check against bare fresh at c=1 (per seed: task_completion and moves):")
+    for name in HARNESSES:
+        mine = [run for run in report.runs if run.harness == name]
+        differing = sorted({run.concurrency for run in mine if _by_seed(run) != reference})
+        errors = sum(run.errors for run in mine)
+        verdict = "identical in every batch" if not differing else f"DIFFERENT at c={differing}"
+        print(f"   {name:<14} {verdict}; errors {errors}")
+
+
+def _by_seed(run: RunResult) -> list[tuple[float, int]]:
+    return [(round(reward, 6), moves) for reward, moves in zip(run.rewards, run.moves, strict=True)]
+
+
+def _print_phases(report: Report) -> None:
+    """Where a HUDGym rollout's time goes: the EpisodeRecord's timings and the close (median ms per rollout)."""
+    print("   HUDGym rollout phases, median ms per rollout (the rest: 11 chat calls and verifiers):")
+    print(f"   {'':14} {'conc':>4}  {'setup (open+setup)':>18}  {'env: 11 turns':>13}  {'evaluate':>8}  {'close':>6}")
+    for name in (POOLED, FRESH):
+        for concurrency in report.options["concurrency"]:
+            runs = _runs(report, name, concurrency)
+            phases = [phase for run in runs for phase in run.phases_s]
+            setup, env, evaluate = (
+                _median_ms(phase[key] for phase in phases) for key in ("setup_s", "env_s", "evaluate_s")
+            )
+            close = _median_ms(seconds for run in runs for seconds in run.close_s)
+            print(f"   {name:<14} {concurrency:>4}  {setup:>18}  {env:>13}  {evaluate:>8}  {close:>6}")
 
 
 def _median_ms(seconds: Iterable[float]) -> str:
-    return f"{statistics.median(seconds) * 1000:.1f}"
-
-
-def _print_reward_check(runs: Sequence[RunResult]) -> None:
-    """Rewards, moves and errors of every timed batch: identical work or not."""
-    for name in dict.fromkeys(run.harness for run in runs):
-        mine = [run for run in runs if run.harness == name]
-        means = [statistics.fmean(run.rewards) for run in mine]
-        moves = [move for run in mine for move in run.moves]
-        errors = sum(run.errors for run in mine)
-        print(
-            f"   reward check, {name}: mean task_completion {min(means):.4f}-{max(means):.4f} over {len(mine)} "
-            f"batches; moves/rollout {min(moves)}-{max(moves)}; errors {errors}"
-        )
-    reward_sets = {tuple(sorted(round(reward, 6) for reward in run.rewards)) for run in runs}
-    same = "yes" if len(reward_sets) == 1 else f"NO ({len(reward_sets)} different reward sets)"
-    print(f"   every batch of both harnesses got the same rewards: {same}")
+    values = list(seconds)
+    return f"{statistics.median(values) * 1000:.1f}" if values else "-"
 
 
 def _per_turn_rows(report: Report) -> list[tuple[str, list[list[Sample]]]]:
@@ -633,7 +555,7 @@ def _per_turn_rows(report: Report) -> list[tuple[str, list[list[Sample]]]]:
         return [[getattr(timing, attribute) for timing in repeat] for repeat in report.turns]
 
     return [
-        ('bare call_tool("move") in bare rollouts', report.floor_moves),
+        ('bare call_tool("move") in bare warm rollouts', report.floor_moves),
         ('bare call_tool("move"), tight loop', report.bare_calls),
         ("MCPSession.call_tool, tight loop", report.session_calls),
         ("HUDGym parse (record_turn)", inside("parse")),
@@ -650,24 +572,24 @@ def _median_of(repeats: Sequence[Sequence[Sample]], index: int) -> float:
 
 
 def print_per_turn(report: Report) -> None:
-    """Table 2: the harness time per turn inside HUDGym against the bare round trip."""
+    """Table 2: the harness time per turn inside pooled HUDGym against the bare round trip."""
     baseline_wall, baseline_cpu = _median_of(report.floor_moves, 0), _median_of(report.floor_moves, 1)
     tight = _median_of(report.bare_calls, 0)
     print(
         "\n2. Per turn at c=1, ms. Wall: median, p10, p90 over all repeats, and the range of per-repeat medians;\n"
         "   CPU: the event-loop thread's CPU time (client side only; robust to machine load).\n"
-        "   HUDGym rows: executed moves inside env.evaluate (fresh server per rollout, a chat call between moves).\n"
-        '   "in bare rollouts": the same moves, servers and chat calls without a framework: the like-for-like\n'
-        '   baseline ("/rollout"). "tight loop": back-to-back calls on one warm server ("/tight").'
+        "   HUDGym rows: executed moves inside env.evaluate (pooled: warm server, a chat call between moves).\n"
+        '   "in bare warm rollouts": the same moves, warm servers and chat calls without a framework: the\n'
+        '   like-for-like baseline ("/rollout"). "tight loop": back-to-back calls on one warm server ("/tight").'
     )
-    header = f"{'measurement':<44} {'wall':>6} {'p10':>6} {'p90':>6} {'repeat medians':>14}"
+    header = f"{'measurement':<46} {'wall':>6} {'p10':>6} {'p90':>6} {'repeat medians':>14}"
     print(f"{header} {'/rollout':>8} {'/tight':>6} {'CPU':>6} {'/rollout':>8}")
     for name, repeats in _per_turn_rows(report):
         walls = [wall for repeat in repeats for wall, _ in repeat]
         medians = [statistics.median(wall for wall, _ in repeat) for repeat in repeats if repeat]
         wall, cpu = statistics.median(walls), _median_of(repeats, 1)
         print(
-            f"{name:<44} {_ms(wall):>6} {_ms(_percentile(walls, 0.1)):>6} {_ms(_percentile(walls, 0.9)):>6} "
+            f"{name:<46} {_ms(wall):>6} {_ms(_percentile(walls, 0.1)):>6} {_ms(_percentile(walls, 0.9)):>6} "
             f"{_ms(min(medians)) + '-' + _ms(max(medians)):>14} {wall / baseline_wall:>7.2f}x {wall / tight:>5.2f}x "
             + (f"{_ms(cpu):>6} {cpu / baseline_cpu:>7.2f}x" if not math.isnan(cpu) else f"{'-':>6} {'-':>8}")
         )
@@ -676,20 +598,20 @@ def print_per_turn(report: Report) -> None:
     cpu_ratio = statistics.median(cpu for _, cpu in harness) / baseline_cpu
     verdict = "within" if ratio <= TARGET_TURN_RATIO else "OVER"
     print(
-        f"   harness/turn vs a bare call in bare rollouts: wall {ratio:.2f}x (target <= {TARGET_TURN_RATIO}x: "
+        f"   harness/turn vs a bare call in bare warm rollouts: wall {ratio:.2f}x (target <= {TARGET_TURN_RATIO}x: "
         f"{verdict}), CPU {cpu_ratio:.2f}x; wall vs the tight loop {ratio * baseline_wall / tight:.2f}x"
     )
 
 
 def print_memory(report: Report) -> None:
-    """Table 3: memory per concurrent session and the CPU split of the sampled run."""
+    """Table 3: memory per concurrent session (one pooled batch) and the CPU split of that batch."""
     peak, run = report.memory, report.memory_run
     if peak is None or run is None:
         return
     growth = peak.harness_rss_peak_mib - peak.harness_rss_before_mib
     per_server = peak.servers_rss_mib / peak.live_servers if peak.live_servers else float("nan")
     print(
-        f"\n3. Memory: one extra HUDGym batch at c={run.concurrency} ({run.rollouts} rollouts, "
+        f"\n3. Memory: one extra pooled HUDGym batch at c={run.concurrency} ({run.rollouts} rollouts, "
         f"{run.rollouts_per_s:.2f} rollouts/s), RSS sampled every {MEMORY_SAMPLE_INTERVAL_S * 1000:.0f} ms "
         f"({peak.samples} samples)."
     )
@@ -734,7 +656,8 @@ def print_header(report: Report) -> None:
     print(
         f"rollouts {options['rollouts']}, repeats {options['repeats']}, concurrency {options['concurrency']}, "
         f"bare calls {options['calls']}/repeat, max_turns {MAX_TURNS}; HUDGym() built in "
-        f"{report.env_construct_s * 1000:.0f} ms (no I/O); one untimed warm-up batch of each kind first"
+        f"{report.env_construct_s * 1000:.0f} ms (no I/O), MCPEnv() in {report.peer_construct_s * 1000:.0f} ms "
+        "(starts its server); untimed warm-up batches first"
     )
 
 
@@ -751,11 +674,11 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16], help="Concurrency levels.")
     parser.add_argument("--calls", type=int, default=300, help="Timed bare move calls per repeat.")
     parser.add_argument("--json", metavar="PATH", help="Also write every measurement as JSON.")
-    parser.add_argument("--profile", action="store_true", help="Also cProfile one c=1 HUDGym batch.")
-    parser.add_argument("--quick", action="store_true", help="Smoke run: 3 rollouts, 1 repeat, c=1 and 3, 50 calls.")
+    parser.add_argument("--profile", action="store_true", help="Also cProfile one c=1 pooled HUDGym batch.")
+    parser.add_argument("--quick", action="store_true", help="Smoke run: 4 rollouts, 1 repeat, c=1 and 4, 50 calls.")
     options = parser.parse_args(argv)
     if options.quick:
-        options.rollouts, options.repeats, options.concurrency, options.calls = 3, 1, [1, 3], 50
+        options.rollouts, options.repeats, options.concurrency, options.calls = 4, 1, [1, 4], 50
     if 1 not in options.concurrency:
         parser.error("--concurrency must include 1: the per-turn timings are taken at c=1")
     if min(options.rollouts, options.repeats, options.calls, *options.concurrency) < 1:
@@ -776,6 +699,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the bench, print the tables, optionally save JSON; every process started here is gone at exit."""
     options = parse_options(argv)
     logging.basicConfig(level=logging.WARNING)
+    # MCPEnv returns plain dicts and verifiers warns about it once per rollout; the peer is measured as it is
+    logging.getLogger("verifiers").setLevel(logging.ERROR)
     datasets.disable_progress_bars()  # HUDGym builds its dataset on first use
     try:
         report = asyncio.run(measure(options))

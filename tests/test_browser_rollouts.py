@@ -275,16 +275,20 @@ def browser_tasks(
 async def run(
     env: HUDGym, server: ScriptedChatServer, *, rollouts: int = 1, concurrency: int = 4
 ) -> list[dict[str, Any]]:
-    async with AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0) as openai_client:
-        results = await env.evaluate(
-            vf.OpenAIChatCompletionsClient(openai_client),
-            "scripted",
-            sampling_args=SAMPLING,
-            num_examples=-1,
-            rollouts_per_example=rollouts,
-            max_concurrent=concurrency,
-            state_columns=[SUMMARY_KEY],
-        )
+    """Evaluate every task, then close the environment (its warm browser servers with it)."""
+    try:
+        async with AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0) as openai_client:
+            results = await env.evaluate(
+                vf.OpenAIChatCompletionsClient(openai_client),
+                "scripted",
+                sampling_args=SAMPLING,
+                num_examples=-1,
+                rollouts_per_example=rollouts,
+                max_concurrent=concurrency,
+                state_columns=[SUMMARY_KEY],
+            )
+    finally:
+        await env.harness.close_all()
     return list(results["outputs"])
 
 
@@ -386,7 +390,8 @@ async def test_browser_leaves_no_process_after_20_rollouts_at_concurrency_4(serv
     tasks = browser_tasks("browser", marker, names=["click-button", "enter-text"])[:4]
     replies = ["<tool>screenshot()</tool>", '<tool>key("ctrl+a")</tool>', "<tool>done()</tool>"]
     policy = ProcessWatchingPolicy(replies, marker)
-    env = HUDGym(load_config("default", max_turns=3), tasks)
+    # a fresh browser server per rollout: 20 starts and 20 shutdowns, each of which must leave nothing behind
+    env = HUDGym(load_config("default", max_turns=3, session_reuse=False), tasks)
     outputs = await run(env, serve(policy), rollouts=5)
     assert len(outputs) == 20
     assert all(output["error"] is None for output in outputs)

@@ -373,7 +373,7 @@ def test_load_environment_applies_overrides() -> None:
 def test_load_environment_rejects_unknown_arguments() -> None:
     message = (
         "load_environment() got unknown argument(s) max_turn; expected: taskset, config_path, num_tasks, split, "
-        "max_turns, system_prompt, max_concurrent_sessions"
+        "max_turns, system_prompt, session_reuse, max_concurrent_sessions"
     )
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_environment(max_turn=3)

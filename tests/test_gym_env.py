@@ -150,15 +150,18 @@ async def verifiers_rollout(task: Task, policy: Any) -> tuple[dict[str, Any], li
     """The same task through HUDGym and verifiers' own evaluate loop, against a scripted chat server."""
     env = HUDGym(load_config("2048"), [task])
     with ScriptedChatServer(policy) as server:
-        async with AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client:
-            results = await env.evaluate(
-                vf.OpenAIChatCompletionsClient(client),
-                "scripted",
-                sampling_args={"temperature": 0.0, "max_tokens": 64},
-                num_examples=-1,
-                rollouts_per_example=1,
-                max_concurrent=1,
-            )
+        try:
+            async with AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client:
+                results = await env.evaluate(
+                    vf.OpenAIChatCompletionsClient(client),
+                    "scripted",
+                    sampling_args={"temperature": 0.0, "max_tokens": 64},
+                    num_examples=-1,
+                    rollouts_per_example=1,
+                    max_concurrent=1,
+                )
+        finally:
+            await env.harness.close_all()  # the built-in 2048 config keeps a warm server until then
         last_request = server.requests[-1]["json"]["messages"]
     [output] = results["outputs"]
     return output, last_request
@@ -255,6 +258,19 @@ async def test_gym_env_2048_episode_matches_verifiers_reward(
     assert info["grade"].reward == output["metrics"]["task_completion"] > 0
     # the model saw the same conversation: the system prompt, the first observation and every step's observation
     assert [(m["role"], message_text(m)) for m in last_request] == [(m["role"], m["content"]) for m in messages[:-2]]
+    env.close()  # the episode's server waits in the env's pool for the next reset until then
+    assert child_2048_servers() == []
+
+
+def test_gym_env_episodes_reuse_one_warm_server(env_factory: Callable[..., gymnasium.Env[str, str]]) -> None:
+    policy = Play2048Policy(max_moves=3, look_ahead=True)
+    env = env_factory()  # the built-in 2048 config: sessions.reuse auto, and its server declares a resetting setup
+    first_messages, first_reward, _ = play(env, policy, seed=0, options={"task_id": "2048_target_64"})
+    [server] = child_2048_servers()
+    second_messages, second_reward, _ = play(env, policy, seed=0, options={"task_id": "2048_target_64"})
+    assert child_2048_servers() == [server]  # the same process served the second episode, after setup reset it
+    assert (second_messages, second_reward) == (first_messages, first_reward)
+    env.close()
     assert child_2048_servers() == []
 
 

@@ -17,6 +17,7 @@ from hud_vf_gym.testing.chat_server import (
     Policy,
     RecordedRequest,
     ScriptedChatServer,
+    ToolCallReply,
     message_text,
 )
 from hud_vf_gym.testing.policies import (
@@ -38,6 +39,7 @@ __all__ = [
     "Policy",
     "RecordedRequest",
     "ScriptedChatServer",
+    "ToolCallReply",
     "make_policy",
     "message_text",
 ]

@@ -10,7 +10,8 @@ with ScriptedChatServer(Play2048Policy(max_moves=10)) as server:
 
 Routes:
     `POST /v1/chat/completions`: non-streaming only (`stream: true` gets a 400); the policy's reply comes back as
-        `choices[0].message.content`, with word-count token usage.
+        `choices[0].message.content`, with word-count token usage, or, when the policy returns a `ToolCallReply`,
+        as one native function call in `choices[0].message.tool_calls` (for environments that use OpenAI tools).
     `GET /v1/models`: lists the server's model name.
     `GET /health`: `{"status": "ok"}`.
 
@@ -29,12 +30,13 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Protocol, TypedDict, cast
 
-__all__ = ["DEFAULT_MODEL_NAME", "Policy", "RecordedRequest", "ScriptedChatServer", "message_text"]
+__all__ = ["DEFAULT_MODEL_NAME", "Policy", "RecordedRequest", "ScriptedChatServer", "ToolCallReply", "message_text"]
 
 DEFAULT_MODEL_NAME = "scripted"
 HOST = "127.0.0.1"  # loopback only: the server has no authentication
@@ -48,10 +50,18 @@ MODELS_PATH = "/v1/models"
 HEALTH_PATH = "/health"
 
 
-class Policy(Protocol):
-    """A scripted model: gets a request's messages and returns the assistant's reply text."""
+@dataclass(frozen=True, slots=True)
+class ToolCallReply:
+    """A policy's reply that is one native function call (OpenAI `tool_calls`) instead of text."""
 
-    def __call__(self, messages: list[dict[str, Any]], /) -> str:
+    name: str
+    arguments: Mapping[str, Any]
+
+
+class Policy(Protocol):
+    """A scripted model: gets a request's messages and returns the assistant's reply text (or a native call)."""
+
+    def __call__(self, messages: list[dict[str, Any]], /) -> str | ToolCallReply:
         """Return the reply to `messages` (OpenAI-style dicts whose content the server flattened to text)."""
         ...
 
@@ -91,23 +101,23 @@ def _error_body(message: str, error_type: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": error_type, "param": None, "code": None}}
 
 
-def _chat_completion(model: str, reply: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+def _chat_completion(model: str, reply: str | ToolCallReply, messages: list[dict[str, Any]]) -> dict[str, Any]:
     """Build a `chat.completion` object holding `reply` as its only choice."""
     prompt_tokens = sum(_count_words(message_text(message)) for message in messages)
-    completion_tokens = _count_words(reply)
+    if isinstance(reply, ToolCallReply):
+        arguments = json.dumps(dict(reply.arguments))
+        function = {"name": reply.name, "arguments": arguments}
+        call = {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function", "function": function}
+        message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
+        completion_tokens, finish_reason = _count_words(arguments) + 1, "tool_calls"
+    else:
+        message, completion_tokens, finish_reason = {"role": "assistant", "content": reply}, _count_words(reply), "stop"
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": reply},
-                "finish_reason": "stop",
-                "logprobs": None,
-            }
-        ],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -223,8 +233,8 @@ class _ChatRequestHandler(BaseHTTPRequestHandler):
             message = f"policy {policy!r} raised {type(exc).__name__}: {exc}"
             self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, _error_body(message, "server_error"))
             return
-        if not isinstance(reply, str):
-            message = f"policy {policy!r} returned {type(reply).__name__}; expected str"
+        if not isinstance(reply, str | ToolCallReply):
+            message = f"policy {policy!r} returned {type(reply).__name__}; expected str or ToolCallReply"
             self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, _error_body(message, "server_error"))
             return
         model = request.get("model")

@@ -21,6 +21,7 @@ from hud_vf_gym.testing import (
     NonsensePolicy,
     Play2048Policy,
     ScriptedChatServer,
+    ToolCallReply,
     make_policy,
     message_text,
 )
@@ -432,3 +433,21 @@ def test_make_policy_builds_by_name() -> None:
 def test_make_policy_unknown_name() -> None:
     with pytest.raises(ValueError, match=re.escape("unknown policy 'chess'; expected one of 2048, fixed, nonsense")):
         make_policy("chess")
+
+
+def test_chat_server_sends_a_tool_call_reply_as_native_tool_calls() -> None:
+    def call_move(messages: list[dict[str, Any]]) -> ToolCallReply:
+        return ToolCallReply("move", {"direction": "left"})
+
+    with ScriptedChatServer(call_move) as tool_server, sync_client(tool_server) as client:
+        completion = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "play"}], max_completion_tokens=16
+        )
+
+    [choice] = completion.choices
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    [call] = choice.message.tool_calls or []
+    assert call.type == "function"
+    assert (call.function.name, json.loads(call.function.arguments)) == ("move", {"direction": "left"})
+    assert call.id.startswith("call_")

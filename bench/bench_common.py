@@ -1,0 +1,127 @@
+"""What bench/rollouts.py and its baselines share: the work unit, the clocks and one timed batch's result.
+
+Work unit (perf-baseline.md): one rollout = setup(4x4, seed) + 10 moves + done() + evaluate(max_number, target 64)
+on the built-in text-2048 server, with an instant scripted policy. Every rollout has its own seed, so rewards are
+fixed per seed and wrong work (two rollouts moving one game) shows in the reward check.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+SERVER_ARGS = ["-m", "hud_vf_gym.environments.text_2048"]
+SERVER_COMMAND = [sys.executable, *SERVER_ARGS]
+FIRST_SEED = 1000
+MOVES_PER_ROLLOUT = 10
+MAX_TURNS = 12  # 10 moves + done() = 11 turns; one spare, so done() (not truncation) ends every rollout
+SAMPLING = {"temperature": 0.0, "max_tokens": 64}
+ROLLOUT_TIMEOUT_S = 120.0  # a fresh-server rollout takes ~1 s alone and ~6 s at c=16 on 2 cores
+EVALUATE_ARGUMENTS = {"name": "max_number", "arguments": {"target": 64}}
+DONE_CALL = re.compile(r"<tool>\s*done\(\s*\)\s*</tool>")
+MOVE_CALL = re.compile(r"<tool>\s*(left|right|up|down)\(\s*\)\s*</tool>")
+
+# One rollout's outcome as every harness reports it: (task_completion reward, moves executed, failed).
+Outcome = tuple[float, int, bool]
+# One timed call: (wall seconds, CPU seconds of the event-loop thread). The CPU excludes the server processes and
+# the chat server's threads, so it shows the client side's own cost, and it is far less sensitive to machine load.
+Sample = tuple[float, float]
+
+
+def seeds(count: int) -> list[int]:
+    """The game seeds of the first `count` rollouts (shared by every harness)."""
+    return [FIRST_SEED + index for index in range(count)]
+
+
+def board_arguments(seed: int) -> dict[str, Any]:
+    """The setup hub call's arguments for one rollout's game."""
+    return {"name": "board", "arguments": {"board_size": 4, "seed": seed}}
+
+
+class Stopwatch:
+    """Wall and event-loop-thread CPU time of a block: `with Stopwatch() as watch: ...`, then `watch.sample`."""
+
+    def __enter__(self) -> Stopwatch:
+        """Start both clocks."""
+        self._wall, self._cpu = time.perf_counter(), time.thread_time()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Stop both clocks."""
+        self.sample: Sample = (time.perf_counter() - self._wall, time.thread_time() - self._cpu)
+
+
+@dataclass
+class RunResult:
+    """One timed batch of rollouts at one concurrency."""
+
+    harness: str
+    concurrency: int
+    rollouts: int
+    wall_s: float
+    harness_cpu_s: float  # this process: harness, verifiers, openai client and the in-process chat server
+    server_cpu_s: float  # the MCP servers: reaped children plus the growth of live ones (warm servers)
+    rewards: list[float]
+    moves: list[int]  # moves executed per rollout
+    errors: int
+    load_1min: float = 0.0  # the machine's 1-minute load average when the batch ended (2 cores)
+    phases_s: list[dict[str, float]] = field(default_factory=list)  # HUDGym: the EpisodeRecord timings per rollout
+    close_s: list[float] = field(default_factory=list)  # HUDGym: TaskEpisode.close (server shutdown) per rollout
+
+    @property
+    def rollouts_per_s(self) -> float:
+        """Throughput of the batch."""
+        return self.rollouts / self.wall_s
+
+
+async def measured(harness: str, concurrency: int, run: Callable[[], Awaitable[list[Outcome]]]) -> RunResult:
+    """Time `run` and take the CPU of this process and of the servers (reaped and still running)."""
+    self_before, reaped_before, live_before = _own_cpu(), _reaped_cpu(), _live_children_cpu()
+    started = time.perf_counter()
+    outcomes = await run()
+    wall_s = time.perf_counter() - started
+    live_after = _live_children_cpu()
+    # a server alive at both ends counts with its growth; one that started during the batch with all of its CPU
+    live_growth = sum(cpu - live_before.get(pid, 0.0) for pid, cpu in live_after.items())
+    return RunResult(
+        harness=harness,
+        concurrency=concurrency,
+        rollouts=len(outcomes),
+        wall_s=wall_s,
+        harness_cpu_s=_own_cpu() - self_before,
+        server_cpu_s=_reaped_cpu() - reaped_before + live_growth,
+        rewards=[reward for reward, _, _ in outcomes],
+        moves=[moves for _, moves, _ in outcomes],
+        errors=sum(error for _, _, error in outcomes),
+        load_1min=os.getloadavg()[0],
+    )
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _reaped_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _live_children_cpu() -> dict[int, float]:
+    """CPU seconds of each running child process (the warm MCP servers), by pid."""
+    cpu = {}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:  # exited while we looked; its CPU moves to the reaped total
+            continue
+        cpu[child.pid] = times.user + times.system
+    return cpu

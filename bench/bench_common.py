@@ -67,7 +67,7 @@ class RunResult:
     concurrency: int
     rollouts: int
     wall_s: float
-    harness_cpu_s: float  # this process: harness, verifiers, openai client and the in-process chat server
+    harness_cpu_s: float  # this process: harness, verifiers and the openai client
     server_cpu_s: float  # the MCP servers: reaped children plus the growth of live ones (warm servers)
     rewards: list[float]
     moves: list[int]  # moves executed per rollout
@@ -116,10 +116,12 @@ def _reaped_cpu() -> float:
 
 
 def _live_children_cpu() -> dict[int, float]:
-    """CPU seconds of each running child process (the warm MCP servers), by pid."""
+    """CPU seconds of each running MCP server process (warm servers; not the policy process), by pid."""
     cpu = {}
     for child in psutil.Process().children(recursive=True):
         try:
+            if SERVER_ARGS[-1] not in child.cmdline():
+                continue
             times = child.cpu_times()
         except psutil.Error:  # exited while we looked; its CPU moves to the reaped total
             continue

@@ -2,7 +2,8 @@
 
 Work unit (the same as /work/shared/research/perf-baseline.md, see bench_common.py): one rollout = setup(4x4, seed),
 10 moves, done(), evaluate(max_number, target 64). The model is `Play2048Policy(max_moves=10, look_ahead=True)`
-behind `ScriptedChatServer` on 127.0.0.1 (instant: Nagle off, one write per response), so every move succeeds.
+behind `ScriptedChatServer` on 127.0.0.1 in its own process (policy_server.py; instant: Nagle off, one write per
+response), as a real model server would be, so every move succeeds and the harness has this process to itself.
 
 Five harnesses do the same rollouts (the same seeds, policy and chat server), interleaved in one process:
 
@@ -39,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import datasets
+import httpx
 import psutil
 import verifiers as vf
 from bare_floor import run_floor_fresh, run_floor_warm, time_bare_calls, time_session_calls
@@ -46,6 +48,7 @@ from bench_common import (
     EVALUATE_ARGUMENTS,
     MAX_TURNS,
     MOVES_PER_ROLLOUT,
+    ROLLOUT_TIMEOUT_S,
     SAMPLING,
     SERVER_ARGS,
     Outcome,
@@ -57,12 +60,12 @@ from bench_common import (
     seeds,
 )
 from openai import AsyncOpenAI
-from peer_mcpenv import NativeTools2048Policy, Peer2048Env, moves_of
+from peer_mcpenv import Peer2048Env, moves_of
+from policy_server import policy_process
 
 from hud_vf_gym import HUDGym, Task, load_config, load_taskset
 from hud_vf_gym.env import EPISODE_KEY, SUMMARY_KEY
 from hud_vf_gym.episode import TurnOutcome
-from hud_vf_gym.testing import Play2048Policy, ScriptedChatServer
 
 TEMPLATE_TASK_ID = "2048_target_64"  # the built-in 4x4 task with target 64; copied with a distinct seed per rollout
 MEMORY_SAMPLE_INTERVAL_S = 0.05  # psutil reads /proc per child; 20 samples/s costs little next to 16 servers
@@ -320,7 +323,7 @@ class Harnesses:
     fresh: TimedHUDGym
     pooled: dict[int, TimedHUDGym]  # one per concurrency, so each pool has exactly that many warm servers
     peer: Peer2048Env
-    chat: AsyncOpenAI  # XML replies, for HUDGym and the bare floors
+    chat: httpx.AsyncClient  # plain HTTP to the XML policy, for the bare floors
     client: vf.Client
     native_client: vf.Client  # native tool calls, for MCPEnv
 
@@ -337,15 +340,15 @@ async def measure(options: argparse.Namespace) -> Report:
     started = time.perf_counter()
     peer = Peer2048Env(seeds(options.rollouts))
     report.peer_construct_s = time.perf_counter() - started
-    policy = Play2048Policy(max_moves=MOVES_PER_ROLLOUT, look_ahead=True)
     try:
-        with ScriptedChatServer(policy) as xml_server, ScriptedChatServer(NativeTools2048Policy(policy)) as native:
+        with policy_process("xml") as xml_url, policy_process("native") as native_url:
             async with (
-                AsyncOpenAI(base_url=xml_server.base_url, api_key="x", max_retries=0) as chat,
-                AsyncOpenAI(base_url=native.base_url, api_key="x", max_retries=0) as native_chat,
+                AsyncOpenAI(base_url=xml_url, api_key="x", max_retries=0) as openai_chat,
+                AsyncOpenAI(base_url=native_url, api_key="x", max_retries=0) as native_chat,
+                httpx.AsyncClient(base_url=f"{xml_url}/", timeout=ROLLOUT_TIMEOUT_S) as bare_chat,
             ):
-                clients = (vf.OpenAIChatCompletionsClient(chat), vf.OpenAIChatCompletionsClient(native_chat))
-                harnesses = Harnesses(fresh, pooled, peer, chat, *clients)
+                clients = (vf.OpenAIChatCompletionsClient(openai_chat), vf.OpenAIChatCompletionsClient(native_chat))
+                harnesses = Harnesses(fresh, pooled, peer, bare_chat, *clients)
                 await _warm_up(report, harnesses)
                 for repeat in range(options.repeats):
                     await _one_repeat(report, harnesses, repeat)
@@ -475,7 +478,7 @@ def print_throughput(report: Report) -> None:
             f"   c={concurrency:<4}{'':24}{_paired_ratio(report, POOLED, BARE_WARM, concurrency):>17}  "
             f"{_paired_ratio(report, POOLED, FRESH, concurrency):>17}  {peer:>17}"
         )
-    print("\n   CPU ms per rollout, this process (harness, verifiers, openai, chat server) + servers:")
+    print("\n   CPU ms per rollout, this process (harness, verifiers, openai client) + MCP servers:")
     print(f"   {'conc':>4}  " + "  ".join(f"{name:>15}" for name in HARNESSES))
     for concurrency in options["concurrency"]:
         cells = [_cpu_split(_runs(report, name, concurrency)) for name in HARNESSES]

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import verifiers as vf
+from verifiers import SystemMessage, UserMessage  # bound once: every `vf.X` access runs verifiers' lazy __getattr__
 
 from hud_vf_gym.actions import ActionMapper
 from hud_vf_gym.config import EnvConfig, load_config
@@ -148,12 +149,12 @@ class HUDGym(vf.MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type 
         await self.harness.close_all()
 
 
-def _user_message(observation: Observation) -> vf.UserMessage:
+def _user_message(observation: Observation) -> UserMessage:
     if not observation.images:
-        return vf.UserMessage(content=observation.text)
+        return UserMessage(content=observation.text)
     parts: list[dict[str, Any]] = [{"type": "text", "text": observation.text}]
     parts += [{"type": "image_url", "image_url": {"url": image.data_url()}} for image in observation.images]
-    return vf.UserMessage(content=parts)
+    return UserMessage(content=parts)
 
 
 def _content(message: Any) -> Any:
@@ -164,9 +165,9 @@ def _append_to_system_prompt(state: vf.State, extra: str) -> None:
     """Add a task's own system prompt after the config's, as HUD's agent does."""
     prompt = list(state["prompt"])
     if prompt and getattr(prompt[0], "role", None) == "system":
-        prompt[0] = vf.SystemMessage(content=f"{message_text(_content(prompt[0]))}\n\n{extra}")
+        prompt[0] = SystemMessage(content=f"{message_text(_content(prompt[0]))}\n\n{extra}")
     else:
-        prompt.insert(0, vf.SystemMessage(content=extra))
+        prompt.insert(0, SystemMessage(content=extra))
     state["prompt"] = prompt
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -27,6 +28,7 @@ __all__ = ["ParseError", "ParseErrorKind", "ParsedCall", "ParsedTurn", "ToolXMLP
 
 MAX_LITERAL_DEPTH = 16  # nested lists deeper than this are never a sane tool argument
 MAX_CALL_LENGTH = 20_000  # characters inside <tool>; longer text is not parsed (it would only waste time)
+PARSE_CACHE_SIZE = 4096  # recent distinct messages whose parse a parser keeps (bounds its memory)
 
 _TAG = re.compile(r"<\s*(/?)\s*(think|tool)\s*>", re.IGNORECASE)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -229,9 +231,27 @@ class ToolXMLParser(vf.XMLParser):  # type: ignore[misc]  # verifiers ships no t
         fields = ["think", "tool"] if use_thinking else ["tool"]
         super().__init__(fields=fields, answer_field="tool")
         self.use_thinking = use_thinking
+        # RL policies repeat themselves (`<tool>left()</tool>` thousands of times), and parsing is the largest part
+        # of the harness's own cost per turn; a parse is a pure function of the text, so it is computed once.
+        self._recent: OrderedDict[str, ParsedTurn] = OrderedDict()
 
     def parse_turn(self, text: str) -> ParsedTurn:
-        """Read one assistant message. Never raises; problems come back as `ParsedTurn.error`."""
+        """Read one assistant message. Never raises; problems come back as `ParsedTurn.error`.
+
+        Results are cached per parser (the `PARSE_CACHE_SIZE` most recent texts) and shared: treat them, and the
+        argument values inside them, as read-only.
+        """
+        cached = self._recent.get(text)
+        if cached is not None:
+            self._recent.move_to_end(text)
+            return cached
+        turn = self._parse_turn_uncached(text)
+        self._recent[text] = turn
+        if len(self._recent) > PARSE_CACHE_SIZE:
+            self._recent.popitem(last=False)
+        return turn
+
+    def _parse_turn_uncached(self, text: str) -> ParsedTurn:
         tags = _find_tags(text)
         tool_text = tags.tool_texts[0] if tags.tool_texts else None
         if tool_text is None:

@@ -209,7 +209,8 @@ class ServerConnection:
         if self._client is None or not self.is_alive:
             raise await self._connection_error(operation, cause=None)
         try:
-            with anyio.fail_after(timeout_s):
+            # asyncio's own timeout: a third of anyio's fail_after per call, on the hottest path of every turn
+            async with asyncio.timeout(timeout_s):
                 return await send(self._client)
         except TimeoutError as exc:
             raise ServerTimeoutError(

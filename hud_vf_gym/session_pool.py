@@ -12,8 +12,8 @@ move the same game. A pool gives each rollout a server of its own, kept warm bet
 2. The rollout runs its setup call, which resets the server (the harness checks that the server says so).
 3. `checkin(session, reusable=...)` returns it. A session whose rollout failed, whose request timed out or was
    cancelled (`MCPSession.faulted`), whose server died, or that reached `max_uses` is closed instead. The pool
-   keeps at most `pool_size` idle sessions (default: the most sessions ever checked out at once, i.e. the caller's
-   concurrency) and closes the longest-idle ones beyond that.
+   never holds more sessions (idle and checked out) than were ever checked out at once, i.e. the caller's
+   concurrency, nor more than `pool_size` idle ones; the longest-idle ones are closed first.
 4. `aclose()` closes every idle session of the running loop. Sessions of a loop that has ended were shut down with
    it (their owner tasks were cancelled); at interpreter exit, whatever server is still running is killed.
 
@@ -132,6 +132,8 @@ class SessionPool:
             if chosen is not None:
                 chosen.uses += 1
                 stats.reused += 1
+            else:  # a new server is about to start: make room by closing idle ones of other configs
+                stale += self._evict_over_capacity(loop)
             self._count_idle()
         return chosen, stale
 
@@ -173,7 +175,7 @@ class SessionPool:
                 if self._fit_for_reuse(entry, reusable, loop):
                     entry.idle_since = time.monotonic()
                     self._idle.setdefault(entry.key, []).append(entry)
-                    closing += self._evict_beyond_capacity()
+                    closing += self._evict_over_capacity(loop)
                 else:
                     closing.append(self._forget(entry))
             self._count_idle()
@@ -189,11 +191,23 @@ class SessionPool:
             and session.servers_running()
         )
 
-    def _evict_beyond_capacity(self) -> list[MCPSession]:
-        """Forget the longest-idle sessions beyond `pool_size` (default: the peak number checked out at once)."""
-        capacity = self.settings.pool_size or max(1, self.stats.peak_checked_out)
-        idle = sorted((entry for entries in self._idle.values() for entry in entries), key=lambda e: e.idle_since)
-        evicted = idle[: max(0, len(idle) - capacity)]
+    def _evict_over_capacity(self, loop: asyncio.AbstractEventLoop) -> list[MCPSession]:
+        """Forget the longest-idle sessions of `loop` over the pool's bounds; the caller closes them (lock held).
+
+        Bounds: at most `pool_size` idle sessions (when set), and no more sessions open, idle and checked out
+        together, than were ever checked out at once; so servers of a config that is no longer used make way for
+        the next one instead of adding up.
+        """
+        stats = self.stats
+        idle = sorted(
+            (entry for entries in self._idle.values() for entry in entries if entry.loop is loop),
+            key=lambda entry: entry.idle_since,
+        )
+        total = stats.checked_out + sum(len(entries) for entries in self._idle.values())
+        excess = total - max(1, stats.peak_checked_out)
+        if self.settings.pool_size is not None:
+            excess = max(excess, len(idle) - self.settings.pool_size)
+        evicted = idle[: max(0, excess)]
         for entry in evicted:
             self._idle[entry.key].remove(entry)
         return [self._forget(entry) for entry in evicted]

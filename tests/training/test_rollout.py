@@ -87,6 +87,12 @@ def servers_left() -> list[str]:
     return [" ".join(child.cmdline()) for child in children if child.is_running() and "text_2048" in child.cmdline()]
 
 
+def server_pids() -> set[int]:
+    """The process ids of the MCP servers this test process has running."""
+    children = psutil.Process().children(recursive=True)
+    return {child.pid for child in children if child.is_running() and "text_2048" in " ".join(child.cmdline())}
+
+
 def fake_trainer(tokenizer: Any, max_completion_length: int = 512) -> Any:
     """What the rollout reads from a GRPOTrainer when a generator is given."""
     return SimpleNamespace(
@@ -270,6 +276,20 @@ def test_rollout_components_are_the_rubric_values(tokenizer: Any, config: Any, t
         assert output["hud_reward"][index] == pytest.approx(sum(weights[name] * expected[name] for name in expected))
         assert output["format_compliance"][index] == pytest.approx((1.0 + 0.0 + 1.0) / 3)
         assert output["infra_error"][index] is None
+
+
+def test_rollout_steps_reuse_the_warm_servers(tokenizer: Any, config: Any, tasks: Sequence[Task]) -> None:
+    generator = ScriptedGenerator(tokenizer, ["<tool>left()</tool>", "<tool>done()</tool>"])
+    with HUDRollout(config, tasks[:1], turn_tokens=32, generator=generator) as rollout:
+        first = rollout(prompts_for(tasks[:1], 2), fake_trainer(tokenizer))
+        servers = server_pids()
+        second = rollout(prompts_for(tasks[:1], 2), fake_trainer(tokenizer))  # the next GRPO step
+        assert server_pids() == servers
+        assert rollout.harness.pool is not None
+        assert (rollout.harness.pool.stats.opened, rollout.harness.pool.stats.reused) == (2, 2)
+    assert len(servers) == 2  # one per rollout of the group, kept between steps
+    assert second["hud_reward"] == first["hud_reward"]  # setup reset each game: the same seeded episodes again
+    assert servers_left() == []
 
 
 def test_rollout_max_turns_records_last_turn_without_acting(tokenizer: Any, tasks: Sequence[Task]) -> None:

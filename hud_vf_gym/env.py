@@ -37,7 +37,9 @@ class HUDGym(vf.MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type 
     Each rollout opens an MCP session for its task (`mcp_config`), runs the task's setup tool(s) and shows their
     output as the first observation. Every model turn is parsed (`<think>`/`<tool>`), mapped to an MCP call by the
     config's `action_mappings`, executed, and answered with the tool's result. When the episode ends the task's
-    evaluate tool(s) grade it and the session is closed.
+    evaluate tool(s) grade it and the session is closed, or, with `sessions.reuse` and a server whose setup
+    declares that it resets all state, handed back to a pool of warm sessions for the next rollout's setup to
+    reset (see `hud_vf_gym.session_pool`); the pool closes with the environment.
 
     ## Actions
     Whatever the config maps (`left()`, `click(x, y)`, ...), plus `done()`, which ends the episode.

@@ -139,6 +139,10 @@ class Harness:
             session: the session `open_session` returned.
             reusable: whether its episode ended cleanly (no error escaped any phase), so a reset makes it good as new.
         """
+        if session not in self._open_sessions:  # released already (by close_all): only make sure it is closed
+            await session.aclose()
+            return
+        self._open_sessions.discard(session)  # first, so a concurrent close_all cannot release the slot again
         try:
             if self.pool is not None:
                 reusable = reusable and session not in self._single_use
@@ -147,13 +151,13 @@ class Harness:
                 await session.aclose()
         finally:
             self._single_use.discard(session)
-            self._open_sessions.discard(session)
             if self._session_slots is not None:
                 self._session_slots.release()
 
     async def close_all(self) -> None:
         """Close every session still open (a cancelled caller may have left one behind) and the pool's idle ones."""
-        await asyncio.gather(*(session.aclose() for session in list(self._open_sessions)), return_exceptions=True)
+        left_open = [self.release_session(session, reusable=False) for session in list(self._open_sessions)]
+        await asyncio.gather(*left_open, return_exceptions=True)
         if self.pool is not None:
             await self.pool.aclose()
 

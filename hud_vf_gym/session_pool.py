@@ -100,19 +100,27 @@ class SessionPool:
         key = _config_key(resolve_templates(mcp_config, environ))
         loop = asyncio.get_running_loop()
         entry, stale = self._take_idle(key, loop)
-        await _close_all(stale)
+        try:
+            await _close_all(stale)
+        except BaseException:  # cancelled while closing stale sessions: undo the checkout, lose nothing
+            await asyncio.shield(self.checkin(entry.session, reusable=True) if entry else self._uncount_checkout())
+            raise
         if entry is not None:
             return entry.session
         try:
             session = await MCPSession.open(mcp_config, timeouts=self.timeouts, environ=self.environ)
         except BaseException:
-            with self._lock:
-                self.stats.checked_out -= 1
+            await self._uncount_checkout()
             raise
         with self._lock:
             self._entries[session] = _Entry(session, key, loop)
             self.stats.opened += 1
         return session
+
+    async def _uncount_checkout(self) -> None:
+        """Take back the count of a checkout that handed out no session."""
+        with self._lock:
+            self.stats.checked_out -= 1
 
     def _take_idle(self, key: str, loop: asyncio.AbstractEventLoop) -> tuple[_Entry | None, list[MCPSession]]:
         """Pop the freshest usable idle session of `key` on `loop` (counting the checkout); return those to close."""

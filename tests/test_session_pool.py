@@ -182,6 +182,24 @@ async def test_pool_checks_out_each_session_to_one_rollout_at_a_time() -> None:
     assert harness.pool.stats.idle == 0
 
 
+@pytest.mark.anyio
+async def test_close_all_during_a_rollout_releases_its_session_once() -> None:
+    harness = Harness(load_config("2048", session_reuse="per_slot"), max_concurrent_sessions=1)
+    with anyio.fail_after(HANG_GUARD_S):
+        episode = harness.episode(game_task(1))
+        await episode.start()
+        await harness.close_all()  # the environment's teardown while a rollout still holds its session
+        assert harness.pool is not None
+        assert (harness.pool.stats.checked_out, harness.pool.stats.idle) == (0, 0)
+        await episode.close()  # the rollout's own cleanup, later: must not free the one slot a second time
+        second = harness.episode(game_task(2))
+        await second.start()
+        slots = harness._slots()
+        assert slots is not None and slots.locked()  # the limit of one open session still holds
+        await second.close()
+        await harness.close_all()
+
+
 # -- failures: a broken session never goes back into the pool ------------------------------------------------------
 
 

@@ -376,10 +376,17 @@ async def _kill_process_group(process_group: int | None) -> None:
         os.killpg(process_group, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         return
-    # 2. Wait until the kernel has torn the processes down, so that "closed" means "gone" to the caller.
+    # 2. Wait until the kernel has torn the processes down, so that "closed" means "gone" to the caller. The /proc
+    #    scan runs in a thread: with a browser's process tree on a busy machine one scan takes tens of milliseconds,
+    #    which on the event loop would stall every other rollout (and time out their connects).
     with anyio.move_on_after(_GROUP_EXIT_WAIT_S, shield=True):
-        while any(int(fields[2]) == process_group and fields[0] not in "ZX" for _, fields in _process_stats()):
+        while await anyio.to_thread.run_sync(_group_has_live_members, process_group):
             await anyio.sleep(_GROUP_EXIT_POLL_S)
+
+
+def _group_has_live_members(process_group: int) -> bool:
+    """Whether any process of the group is still running (zombies and dead ones do not count)."""
+    return any(int(fields[2]) == process_group and fields[0] not in "ZX" for _, fields in _process_stats())
 
 
 def _process_stats() -> Iterator[tuple[str, list[str]]]:

@@ -93,6 +93,8 @@ class ServerConnection:
             entry.url if isinstance(entry, RemoteServer) else " ".join([entry.command, *entry.args])
         )
         self._client: ClientSession | None = None
+        self.faulted = False
+        """Set once a request failed for an infrastructure reason or was cancelled mid-flight (see `request`)."""
         self._failure: Exception | None = None
         self._timed_out = False
         self._lost = False
@@ -130,12 +132,14 @@ class ServerConnection:
         """
         if self._process_group is None:
             return self.is_alive
-        try:
-            with open(f"/proc/{self._process_group}/stat", encoding="utf-8") as stat_file:
-                state = stat_file.read().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):  # gone
-            return False
-        return state not in "ZX"
+        fields = _stat_fields(str(self._process_group))  # the server leads its group: its pid is the group's id
+        return fields is not None and fields[0] not in "ZX"
+
+    def abandon(self) -> None:
+        """Without an event loop: SIGKILL a stdio server's process group and free the capture file."""
+        if self._process_group is not None:
+            _signal_group(self._process_group)
+        self.release()
 
     def start(self) -> None:
         """Start the owner task."""
@@ -205,7 +209,21 @@ class ServerConnection:
     async def request(
         self, operation: str, timeout_s: float, send: Callable[[ClientSession], Awaitable[_ResultT]]
     ) -> _ResultT:
-        """Run one request on the session, mapping timeouts and lost connections to our errors."""
+        """Run one request on the session, mapping timeouts and lost connections to our errors.
+
+        Any failure but a JSON-RPC error answer (`McpError`: the server is fine) marks the connection `faulted`.
+        """
+        try:
+            return await self._bounded_request(operation, timeout_s, send)
+        except McpError:
+            raise
+        except BaseException:  # timed out, connection lost, or cancelled mid-request
+            self.faulted = True
+            raise
+
+    async def _bounded_request(
+        self, operation: str, timeout_s: float, send: Callable[[ClientSession], Awaitable[_ResultT]]
+    ) -> _ResultT:
         if self._client is None or not self.is_alive:
             raise await self._connection_error(operation, cause=None)
         try:
@@ -372,9 +390,7 @@ async def _kill_process_group(process_group: int | None) -> None:
     if process_group is None:
         return
     # 1. Kill the group; usually it is empty already and there is nothing to wait for.
-    try:
-        os.killpg(process_group, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
+    if not _signal_group(process_group):
         return
     # 2. Wait until the kernel has torn the processes down, so that "closed" means "gone" to the caller. The /proc
     #    scan runs in a thread: with a browser's process tree on a busy machine one scan takes tens of milliseconds,
@@ -389,14 +405,30 @@ def _group_has_live_members(process_group: int) -> bool:
     return any(int(fields[2]) == process_group and fields[0] not in "ZX" for _, fields in _process_stats())
 
 
+def _signal_group(process_group: int) -> bool:
+    """SIGKILL a process group; False when it has no process left (or is not ours to signal)."""
+    try:
+        os.killpg(process_group, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 def _process_stats() -> Iterator[tuple[str, list[str]]]:
     """Each process's id and the fields of /proc/<pid>/stat after its name (state, ppid, pgrp, ...)."""
     for pid in filter(str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else []):
-        try:
-            with open(f"/proc/{pid}/stat", encoding="utf-8") as stat_file:
-                yield pid, stat_file.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):  # exited while we looked
-            continue
+        fields = _stat_fields(pid)
+        if fields is not None:
+            yield pid, fields
+
+
+def _stat_fields(pid: str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the process name (state, ppid, pgrp, ...); None once it has exited."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat_file:
+            return stat_file.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):  # exited while we looked
+        return None
 
 
 async def close_connections(connections: Iterable[ServerConnection]) -> None:

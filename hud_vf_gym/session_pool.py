@@ -32,7 +32,7 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hud_vf_gym.config import SessionsConfig
@@ -82,7 +82,7 @@ class SessionPool:
         self.settings = settings
         self.timeouts = Timeouts() if timeouts is None else timeouts
         self.environ = environ
-        self.stats = PoolStats()
+        self._counts = PoolStats()  # `idle` is left at 0 here: `stats` counts it when asked
         self._entries: dict[MCPSession, _Entry] = {}  # every session the pool opened and has not closed
         self._idle: dict[str, list[_Entry]] = {}  # per key, oldest first
         # Bookkeeping only, never held across an await: a pool may serve event loops in several threads.
@@ -103,31 +103,40 @@ class SessionPool:
         try:
             await _close_all(stale)
         except BaseException:  # cancelled while closing stale sessions: undo the checkout, lose nothing
-            await asyncio.shield(self.checkin(entry.session, reusable=True) if entry else self._uncount_checkout())
+            if entry is None:
+                self._uncount_checkout()
+            else:
+                await asyncio.shield(self.checkin(entry.session, reusable=True))
             raise
         if entry is not None:
             return entry.session
         try:
             session = await MCPSession.open(mcp_config, timeouts=self.timeouts, environ=self.environ)
         except BaseException:
-            await self._uncount_checkout()
+            self._uncount_checkout()
             raise
         with self._lock:
             self._entries[session] = _Entry(session, key, loop)
-            self.stats.opened += 1
+            self._counts.opened += 1
         return session
 
-    async def _uncount_checkout(self) -> None:
+    @property
+    def stats(self) -> PoolStats:
+        """A snapshot of what the pool has done so far and holds now."""
+        with self._lock:
+            return replace(self._counts, idle=sum(len(entries) for entries in self._idle.values()))
+
+    def _uncount_checkout(self) -> None:
         """Take back the count of a checkout that handed out no session."""
         with self._lock:
-            self.stats.checked_out -= 1
+            self._counts.checked_out -= 1
 
     def _take_idle(self, key: str, loop: asyncio.AbstractEventLoop) -> tuple[_Entry | None, list[MCPSession]]:
         """Pop the freshest usable idle session of `key` on `loop` (counting the checkout); return those to close."""
         stale = self._drop_expired(loop)
         chosen: _Entry | None = None
         with self._lock:
-            stats = self.stats
+            stats = self._counts
             stats.checked_out += 1
             stats.peak_checked_out = max(stats.peak_checked_out, stats.checked_out)
             candidates = self._idle.get(key, [])
@@ -142,7 +151,6 @@ class SessionPool:
                 stats.reused += 1
             else:  # a new server is about to start: make room by closing idle ones of other configs
                 stale += self._evict_over_capacity(loop)
-            self._count_idle()
         return chosen, stale
 
     def _drop_expired(self, loop: asyncio.AbstractEventLoop) -> list[MCPSession]:
@@ -162,9 +170,6 @@ class SessionPool:
                 self._idle[key] = kept
         return expired
 
-    def _count_idle(self) -> None:
-        self.stats.idle = sum(len(entries) for entries in self._idle.values())
-
     async def checkin(self, session: MCPSession, *, reusable: bool) -> None:
         """Return a checked-out session: back to the pool when it is fit for another rollout, otherwise closed.
 
@@ -179,14 +184,13 @@ class SessionPool:
             if entry is None:
                 closing.append(session)
             else:
-                self.stats.checked_out -= 1
+                self._counts.checked_out -= 1
                 if self._fit_for_reuse(entry, reusable, loop):
                     entry.idle_since = time.monotonic()
                     self._idle.setdefault(entry.key, []).append(entry)
                     closing += self._evict_over_capacity(loop)
                 else:
                     closing.append(self._forget(entry))
-            self._count_idle()
         await _close_all(closing)
 
     def _fit_for_reuse(self, entry: _Entry, reusable: bool, loop: asyncio.AbstractEventLoop) -> bool:
@@ -206,7 +210,7 @@ class SessionPool:
         together, than were ever checked out at once; so servers of a config that is no longer used make way for
         the next one instead of adding up.
         """
-        stats = self.stats
+        stats = self._counts
         idle = sorted(
             (entry for entries in self._idle.values() for entry in entries if entry.loop is loop),
             key=lambda entry: entry.idle_since,
@@ -223,7 +227,7 @@ class SessionPool:
     def _forget(self, entry: _Entry) -> MCPSession:
         """Drop an entry from the bookkeeping (the caller closes its session)."""
         self._entries.pop(entry.session, None)
-        self.stats.discarded += 1
+        self._counts.discarded += 1
         return entry.session
 
     async def aclose(self) -> None:
@@ -237,7 +241,6 @@ class SessionPool:
             for key, entries in self._idle.items():
                 closing += [self._forget(entry) for entry in entries if entry.loop is loop]
                 self._idle[key] = [entry for entry in entries if entry.loop is not loop]
-            self._count_idle()
         await _close_all(closing)
 
     def kill_servers(self) -> None:
@@ -257,9 +260,9 @@ def servers_not_reset(session: MCPSession, setup_tools: Sequence[str]) -> list[s
     """
     reset: set[str] = set()
     for tool_name in setup_tools:
-        meta = session.server_tool(tool_name).meta or {}
-        if meta.get(SETUP_RESETS_STATE_META) is True:
-            reset.add(session.server_of(tool_name))
+        server, tool = session.server_tool(tool_name)
+        if (tool.meta or {}).get(SETUP_RESETS_STATE_META) is True:
+            reset.add(server)
     return [name for name in session.server_names if name not in reset]
 
 

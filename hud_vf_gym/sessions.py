@@ -28,7 +28,6 @@ secrets, is kept only inside the private per-server connections; `redacted_confi
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -121,7 +120,6 @@ class MCPSession:
         self._connections = dict(connections)
         self._routes: dict[str, tuple[ServerConnection, str]] = {}
         self._closing: anyio.Event | None = None
-        self._faulted = False
         self._abandoned = False
 
     @classmethod
@@ -185,7 +183,7 @@ class MCPSession:
         A late answer to a cancelled or timed-out request could still arrive, and a server that timed out once may
         be wedged, so a pool never hands such a session to another rollout.
         """
-        return self._faulted
+        return any(connection.faulted for connection in self._connections.values())
 
     def servers_running(self) -> bool:
         """Whether the session is alive and every stdio server's process still runs (checked without a request)."""
@@ -199,34 +197,21 @@ class MCPSession:
         """
         self._abandoned = True
         for connection in self._connections.values():
-            if (group := connection.process_group) is not None:
-                try:
-                    os.killpg(group, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):  # already gone
-                    pass
-            connection.release()
+            connection.abandon()
 
     @property
     def process_groups(self) -> tuple[int, ...]:
         """The process groups of the stdio servers (a server's pid is its group's id)."""
         return tuple(group for c in self._connections.values() if (group := c.process_group) is not None)
 
-    def server_of(self, tool_name: str) -> str:
-        """The name of the server that runs the tool the agent calls `tool_name`.
-
-        Raises:
-            ConfigError: no server offers a tool of that name.
-        """
-        return self._route(tool_name)[0].name
-
-    def server_tool(self, tool_name: str) -> ToolSpec:
-        """The server's own listing of the tool the agent calls `tool_name` (its unprefixed name and `meta`).
+    def server_tool(self, tool_name: str) -> tuple[str, ToolSpec]:
+        """The server that runs the tool the agent calls `tool_name`, and that server's own listing of it.
 
         Raises:
             ConfigError: no server offers a tool of that name.
         """
         connection, name = self._route(tool_name)
-        return _tool_spec(name, next(tool for tool in connection.tools if tool.name == name))
+        return connection.name, _tool_spec(name, next(tool for tool in connection.tools if tool.name == name))
 
     async def call_tool(self, name: str, arguments: Mapping[str, Any], *, timeout_s: float | None = None) -> ToolResult:
         """Call a tool by its agent-visible name; a tool's own failure comes back as `ToolResult(is_error=True)`.
@@ -252,9 +237,6 @@ class MCPSession:
             result = await connection.request(f"the call to tool {tool_name!r}", timeout, send)
         except McpError as exc:  # a JSON-RPC error answer (invalid params, ...): the server is fine
             return ToolResult(text=exc.error.message, is_error=True)
-        except BaseException:  # timed out, connection lost, or cancelled mid-call: see `faulted`
-            self._faulted = True
-            raise
         return normalize_result(result)
 
     async def list_tools(self) -> dict[str, ToolSpec]:
@@ -271,9 +253,6 @@ class MCPSession:
                 connection.tools = await connection.request("tools/list", self.timeouts.call_s, list_all_tools)
             except McpError as exc:
                 raise MCPServerError(f"MCP server {connection.name!r} refused tools/list: {exc.error.message}") from exc
-            except BaseException:
-                self._faulted = True
-                raise
         self._build_routes()
         return self.tools
 

@@ -16,18 +16,16 @@ from typing import Any
 
 import psutil
 import pytest
-import verifiers as vf
-from openai import AsyncOpenAI
 
 from hud_vf_gym import HUDGym, load_taskset
 from hud_vf_gym.config import load_config
 from hud_vf_gym.env import SUMMARY_KEY
 from hud_vf_gym.tasks import Task
 from hud_vf_gym.testing import FixedRepliesPolicy, ScriptedChatServer, message_text
+from hud_vf_gym.testing.evaluate import evaluate_outputs
 
 pytest.importorskip("playwright.async_api", reason='needs pip install "hud-vf-gym[browser]"')
 
-SAMPLING = {"temperature": 0.0, "max_tokens": 64}
 MARKER_ENV = "HUD_VF_GYM_TEST_MARKER"  # inherited by the server, Playwright's driver and every Chromium process
 # A sample of MiniWoB++ tasks the policy below knows how to solve (one plan each).
 MINIWOB_SAMPLE = (
@@ -277,19 +275,11 @@ async def run(
 ) -> list[dict[str, Any]]:
     """Evaluate every task, then close the environment (its warm browser servers with it)."""
     try:
-        async with AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0) as openai_client:
-            results = await env.evaluate(
-                vf.OpenAIChatCompletionsClient(openai_client),
-                "scripted",
-                sampling_args=SAMPLING,
-                num_examples=-1,
-                rollouts_per_example=rollouts,
-                max_concurrent=concurrency,
-                state_columns=[SUMMARY_KEY],
-            )
+        return await evaluate_outputs(
+            env, server.base_url, rollouts=rollouts, concurrency=concurrency, state_columns=[SUMMARY_KEY]
+        )
     finally:
         await env.harness.close_all()
-    return list(results["outputs"])
 
 
 def by_task(outputs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -13,7 +13,6 @@ from typing import Any
 import psutil
 import pytest
 import verifiers as vf
-from openai import AsyncOpenAI
 
 from hud_vf_gym import ConfigError, HUDGym, load_environment
 from hud_vf_gym.config import load_config, parse_config
@@ -21,10 +20,10 @@ from hud_vf_gym.env import STATE_KEY, SUMMARY_KEY
 from hud_vf_gym.episode import EpisodeRecord
 from hud_vf_gym.tasks import Task
 from hud_vf_gym.testing import FixedRepliesPolicy, NonsensePolicy, Play2048Policy, ScriptedChatServer
+from hud_vf_gym.testing.evaluate import evaluate_outputs
 
 COUNTER_SERVER = Path(__file__).parent / "servers" / "counter.py"
 COUNTER_CONFIG = Path(__file__).parent / "data" / "counter.yaml"
-SAMPLING = {"temperature": 0.0, "max_tokens": 64}
 
 
 @pytest.fixture
@@ -85,18 +84,8 @@ def serve() -> Iterator[Any]:
 async def run(
     env: HUDGym, server: ScriptedChatServer, *, rollouts: int = 1, concurrency: int = 4, **kwargs: Any
 ) -> list[dict[str, Any]]:
-    async with AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0) as openai_client:
-        results = await env.evaluate(
-            vf.OpenAIChatCompletionsClient(openai_client),
-            "scripted",
-            sampling_args=SAMPLING,
-            num_examples=-1,
-            rollouts_per_example=rollouts,
-            max_concurrent=concurrency,
-            state_columns=kwargs.pop("state_columns", [SUMMARY_KEY]),
-            **kwargs,
-        )
-    return list(results["outputs"])
+    kwargs.setdefault("state_columns", [SUMMARY_KEY])
+    return await evaluate_outputs(env, server.base_url, rollouts=rollouts, concurrency=concurrency, **kwargs)
 
 
 ACT_THREE_TIMES = ["<tool>act()</tool>", "<tool>act(1)</tool>", "<tool>act(step=1)</tool>", "<tool>done()</tool>"]

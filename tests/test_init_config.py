@@ -14,9 +14,7 @@ from typing import Any
 import anyio
 import psutil
 import pytest
-import verifiers as vf
 import yaml
-from openai import AsyncOpenAI
 
 from hud_vf_gym import HUDGym
 from hud_vf_gym.actions import ActionError, ActionMapper, MappedAction
@@ -29,13 +27,13 @@ from hud_vf_gym.sessions import MCPSession
 from hud_vf_gym.task_loading import load_taskset
 from hud_vf_gym.tasks import Task
 from hud_vf_gym.testing import FixedRepliesPolicy, ScriptedChatServer
+from hud_vf_gym.testing.evaluate import evaluate_outputs
 from hud_vf_gym.types import ToolCall, ToolSpec
 
 SERVERS = Path(__file__).parent / "servers"
 COMPUTER_STUB = SERVERS / "computer_stub.py"
 TASKSETS = Path(__file__).parent.parent / "hud_vf_gym" / "tasksets"
 SECRET = "sk-test-secret-4242"
-SAMPLING = {"temperature": 0.0, "max_tokens": 64}
 EXAMPLE = re.compile(r"Example: <tool>(.+?)</tool>")
 
 TEXT_2048_PROMPT = """\
@@ -84,16 +82,7 @@ def serve() -> Iterator[Any]:
 
 
 async def evaluate(env: HUDGym, server: ScriptedChatServer) -> list[dict[str, Any]]:
-    async with AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0) as openai_client:
-        results = await env.evaluate(
-            vf.OpenAIChatCompletionsClient(openai_client),
-            "scripted",
-            sampling_args=SAMPLING,
-            num_examples=-1,
-            rollouts_per_example=1,
-            max_concurrent=1,
-        )
-    return list(results["outputs"])
+    return await evaluate_outputs(env, server.base_url, concurrency=1)
 
 
 def init(tmp_path: Path, server: str, *extra: str, name: str = "generated.yaml") -> tuple[Path, EnvConfig]:

@@ -20,8 +20,6 @@ from typing import Any
 import anyio
 import psutil
 import pytest
-import verifiers as vf
-from openai import AsyncOpenAI
 
 from hud_vf_gym import ConfigError, HUDGym
 from hud_vf_gym.config import SessionsConfig, load_config
@@ -31,6 +29,7 @@ from hud_vf_gym.errors import ServerConnectionError, ServerTimeoutError
 from hud_vf_gym.harness import Harness
 from hud_vf_gym.tasks import Task
 from hud_vf_gym.testing import Play2048Policy, ScriptedChatServer
+from hud_vf_gym.testing.evaluate import evaluate_outputs
 
 COUNTER_SERVER = str(Path(__file__).parent / "servers" / "counter.py")
 COUNTER_CONFIG = Path(__file__).parent / "data" / "counter.yaml"
@@ -38,7 +37,6 @@ TINY_SERVER = str(Path(__file__).parent / "servers" / "tiny.py")
 TEXT_2048 = ["-m", "hud_vf_gym.environments.text_2048"]
 HANG_GUARD_S = 120  # 16 server starts on 2 busy cores take well under this; only a hang gets near it
 MOVES = 10
-SAMPLING = {"temperature": 0.0, "max_tokens": 64}
 
 
 @pytest.fixture
@@ -113,19 +111,16 @@ async def play(harness: Harness, task: Task, moves: list[str]) -> tuple[float | 
 
 async def evaluate_2048(env: HUDGym, server: ScriptedChatServer, concurrency: int) -> dict[str, tuple[float, int]]:
     """Every task once through verifiers' `env.evaluate`; task id -> (reward, moves executed)."""
-    async with AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0) as openai_client:
-        results = await env.evaluate(
-            vf.OpenAIChatCompletionsClient(openai_client),
-            "scripted",
-            sampling_args=SAMPLING,
-            num_examples=-1,
-            max_concurrent=concurrency,
-            state_columns=[SUMMARY_KEY],
-            on_start=_no_progress_bar,
-            on_progress=_no_progress_bar,
-        )
+    outputs = await evaluate_outputs(
+        env,
+        server.base_url,
+        concurrency=concurrency,
+        state_columns=[SUMMARY_KEY],
+        on_start=_no_progress_bar,
+        on_progress=_no_progress_bar,
+    )
     outcomes = {}
-    for output in results["outputs"]:
+    for output in outputs:
         assert output["error"] is None
         summary = output[SUMMARY_KEY]
         moves = sum(turn["outcome"] == TurnOutcome.EXECUTED.value for turn in summary["turns"])

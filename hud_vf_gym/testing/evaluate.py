@@ -8,11 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 import verifiers as vf
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, Timeout
 
 __all__ = ["SCRIPTED_SAMPLING", "evaluate_outputs"]
 
 SCRIPTED_SAMPLING = {"temperature": 0.0, "max_tokens": 64}  # a scripted policy ignores them; a real model obeys
+# openai's default 5 s connect budget is too tight for tests that start four Chromium servers at once on 2 cores:
+# the event loop was seen stalled for ~5 s there, and queued connects then time out although the server is up.
+CLIENT_TIMEOUT = Timeout(120.0, connect=60.0)
 
 
 async def evaluate_outputs(
@@ -28,7 +31,7 @@ async def evaluate_outputs(
         **kwargs: more `env.evaluate` arguments (`state_columns`, `sampling_args`, `on_progress`, ...).
     """
     kwargs.setdefault("sampling_args", SCRIPTED_SAMPLING)
-    async with AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0) as openai_client:
+    async with AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=CLIENT_TIMEOUT) as openai_client:
         results = await env.evaluate(
             vf.OpenAIChatCompletionsClient(openai_client),
             "scripted",

@@ -90,6 +90,7 @@ from hud_vf_gym.environments.browser.session import (
     playwright_errors,
 )
 from hud_vf_gym.environments.browser.tasks import EvaluationResult
+from hud_vf_gym.environments.stdio import run_stdio
 
 __all__ = ["EVALUATE_FUNCTIONS", "SETUP_FUNCTIONS", "create_server", "main"]
 
@@ -341,4 +342,4 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"--width and --height must be positive, got {options.width}x{options.height}")
     settings = ServerSettings(options.width, options.height, options.observation, options.chromium)
     logger.info("browser server: %sx%s, %s observations", settings.width, settings.height, settings.observation)
-    create_server(settings).run("stdio")
+    run_stdio(create_server(settings))

@@ -81,6 +81,7 @@ from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hud_vf_gym.environments import SETUP_RESETS_STATE_META
+from hud_vf_gym.environments.stdio import run_stdio
 from hud_vf_gym.environments.text_2048.game import (
     DEFAULT_BOARD_SIZE,
     DIRECTIONS,
@@ -320,4 +321,4 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line and serve over stdio until the client closes stdin."""
     options = _make_parser().parse_args(argv)
     _state.exact_target = options.exact_target
-    mcp.run("stdio")
+    run_stdio(mcp)

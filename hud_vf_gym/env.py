@@ -20,6 +20,7 @@ from hud_vf_gym.errors import ConfigError, MCPServerError
 from hud_vf_gym.harness import Harness, Observation, TaskEpisode
 from hud_vf_gym.parser import message_text
 from hud_vf_gym.rubric import HUDRubric
+from hud_vf_gym.signatures import cache_signatures
 from hud_vf_gym.task_loading import load_taskset, tasks_to_dataset
 from hud_vf_gym.tasks import Task
 
@@ -89,6 +90,9 @@ class HUDGym(vf.MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type 
         self.config = config
         self.tasks = tuple(task_list)
         self.harness = harness
+        # verifiers calls inspect.signature on each of these hooks every time it calls one (stop conditions: every turn)
+        rubric = self.rubric
+        cache_signatures([*self._stop_conditions, *self._cleanup_handlers, *rubric.funcs, *rubric._cleanup_handlers])
 
     @property
     def mapper(self) -> ActionMapper:

@@ -12,7 +12,7 @@ import re
 import resource
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ FIRST_SEED = 1000
 MOVES_PER_ROLLOUT = 10
 MAX_TURNS = 12  # 10 moves + done() = 11 turns; one spare, so done() (not truncation) ends every rollout
 SAMPLING = {"temperature": 0.0, "max_tokens": 64}
+ENV_SERVER_WORKERS = 2  # env_server.py: one worker process per core of the 2-core machine this bench is written for
 ROLLOUT_TIMEOUT_S = 120.0  # a fresh-server rollout takes ~1 s alone and ~6 s at c=16 on 2 cores
 EVALUATE_ARGUMENTS = {"name": "max_number", "arguments": {"target": 64}}
 DONE_CALL = re.compile(r"<tool>\s*done\(\s*\)\s*</tool>")
@@ -67,7 +68,7 @@ class RunResult:
     concurrency: int
     rollouts: int
     wall_s: float
-    harness_cpu_s: float  # this process: harness, verifiers and the openai client
+    harness_cpu_s: float  # this process and any env-server processes: harness, verifiers and the openai client
     server_cpu_s: float  # the MCP servers: reaped children plus the growth of live ones (warm servers)
     rewards: list[float]
     moves: list[int]  # moves executed per rollout
@@ -82,21 +83,30 @@ class RunResult:
         return self.rollouts / self.wall_s
 
 
-async def measured(harness: str, concurrency: int, run: Callable[[], Awaitable[list[Outcome]]]) -> RunResult:
-    """Time `run` and take the CPU of this process and of the servers (reaped and still running)."""
-    self_before, reaped_before, live_before = _own_cpu(), _reaped_cpu(), _live_children_cpu()
+async def measured(
+    harness: str,
+    concurrency: int,
+    run: Callable[[], Awaitable[list[Outcome]]],
+    helpers: Sequence[psutil.Process] = (),
+) -> RunResult:
+    """Time `run` and take the CPU of this process and its `helpers`, and of the MCP servers (reaped and live).
+
+    `helpers`: processes that run this harness's rollouts (an env server), counted with their descendants but the
+    MCP servers. Servers that a helper starts and reaps during the batch are not seen (in pooled runs none are).
+    """
+    self_before, reaped_before = _own_cpu(), _reaped_cpu()
+    servers_before, helpers_before = _live_servers_cpu(), _helpers_cpu(helpers)
     started = time.perf_counter()
     outcomes = await run()
     wall_s = time.perf_counter() - started
-    live_after = _live_children_cpu()
-    # a server alive at both ends counts with its growth; one that started during the batch with all of its CPU
-    live_growth = sum(cpu - live_before.get(pid, 0.0) for pid, cpu in live_after.items())
+    live_growth = _growth(servers_before, _live_servers_cpu())
+    helpers_growth = _growth(helpers_before, _helpers_cpu(helpers))
     return RunResult(
         harness=harness,
         concurrency=concurrency,
         rollouts=len(outcomes),
         wall_s=wall_s,
-        harness_cpu_s=_own_cpu() - self_before,
+        harness_cpu_s=_own_cpu() - self_before + helpers_growth,
         server_cpu_s=_reaped_cpu() - reaped_before + live_growth,
         rewards=[reward for reward, _, _ in outcomes],
         moves=[moves for _, moves, _ in outcomes],
@@ -115,15 +125,31 @@ def _reaped_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _live_children_cpu() -> dict[int, float]:
-    """CPU seconds of each running MCP server process (warm servers; not the policy process), by pid."""
+def _growth(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU added by live processes: growth for one alive at both ends, all of it for one started in between."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def _live_servers_cpu() -> dict[int, float]:
+    """CPU seconds of each running MCP server among this process's descendants, by pid."""
+    return _cpu_by_pid(psutil.Process().children(recursive=True), servers=True)
+
+
+def _helpers_cpu(helpers: Sequence[psutil.Process]) -> dict[int, float]:
+    """CPU seconds of each helper and of its descendants that are not MCP servers, by pid."""
+    processes = [process for helper in helpers for process in (helper, *helper.children(recursive=True))]
+    return _cpu_by_pid(processes, servers=False)
+
+
+def _cpu_by_pid(processes: Sequence[psutil.Process], servers: bool) -> dict[int, float]:
+    """CPU seconds of the MCP servers among `processes` (`servers`) or of the others, by pid."""
     cpu = {}
-    for child in psutil.Process().children(recursive=True):
+    for process in processes:
         try:
-            if SERVER_ARGS[-1] not in child.cmdline():
+            if (SERVER_ARGS[-1] in process.cmdline()) != servers:
                 continue
-            times = child.cpu_times()
-        except psutil.Error:  # exited while we looked; its CPU moves to the reaped total
+            times = process.cpu_times()
+        except psutil.Error:  # exited while we looked; a server's CPU moves to the reaped total
             continue
-        cpu[child.pid] = times.user + times.system
+        cpu[process.pid] = times.user + times.system
     return cpu

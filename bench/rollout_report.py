@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import verifiers as vf
-from bench_common import MAX_TURNS, MOVES_PER_ROLLOUT, RunResult, Sample
+from bench_common import ENV_SERVER_WORKERS, MAX_TURNS, MOVES_PER_ROLLOUT, RunResult, Sample
 
 MEMORY_SAMPLE_INTERVAL_S = 0.05  # psutil reads /proc per child; 20 samples/s costs little next to 16 servers
 TARGET_TURN_RATIO = 1.1  # issue 9: harness time per turn within 1.1x of the bare round trip
 TARGET_POOLED_RATE = 20.0  # issue 9: rollouts/s at c=4 with reuse on this 2-core machine
 POOLED, FRESH, BARE_WARM, BARE_FRESH, PEER = "HUDGym pooled", "HUDGym fresh", "bare warm", "bare fresh", "peer MCPEnv"
-HARNESSES = (POOLED, FRESH, BARE_WARM, BARE_FRESH, PEER)
+POOLED_SERVED = f"pooled, {ENV_SERVER_WORKERS} workers"  # HUDGym pooled in verifiers' env server (env_server.py)
+HARNESSES = (POOLED, POOLED_SERVED, FRESH, BARE_WARM, BARE_FRESH, PEER)
 
 # perf-baseline.md, 2 cores, verifiers 0.3.1 MCPEnv with setup/evaluate glue and the bare-client floors; quoted.
 PEER_BASELINE = (
@@ -115,9 +116,10 @@ def print_throughput(report: Report) -> None:
     options = report.options
     print(
         f"\n1. Rollouts/s, {options['rollouts']} rollouts per batch ({MOVES_PER_ROLLOUT} moves, done(), evaluate "
-        f"each), median of {options['repeats']} repeats [min-max],\n   all harnesses interleaved in this process. "
-        "Pooled = HUDGym with sessions.reuse per_slot (its pool already warm);\n   bare warm = the same with a bare "
-        "mcp client (its floor). * peer MCPEnv at c>1: WRONG work (one shared game)."
+        f"each), median of {options['repeats']} repeats [min-max],\n   all harnesses interleaved in one run. "
+        "Pooled = HUDGym with sessions.reuse per_slot (its pool already warm), in this process;\n"
+        f"   {POOLED_SERVED} = the same in verifiers' env server (vf-eval -w {ENV_SERVER_WORKERS}); bare warm = a bare "
+        "mcp client on warm servers\n   (the floor of one process). * peer MCPEnv at c>1: WRONG work (one shared game)."
     )
     print(f"{'conc':>4}  " + "  ".join(f"{name:>17}" for name in HARNESSES) + f"  {'load':>4}")
     for concurrency in options["concurrency"]:
@@ -128,14 +130,20 @@ def print_throughput(report: Report) -> None:
             cells[-1] += "*"
         load = statistics.median(run.load_1min for run in report.runs if run.concurrency == concurrency)
         print(f"{concurrency:>4}  " + "  ".join(f"{cell:>17}" for cell in cells) + f"  {load:>4.1f}")
-    print(f"\n   paired ratios (rollouts/s):   {'pooled/bare warm':>17}  {'pooled/fresh':>17}  {'pooled/peer c=1':>17}")
+    ratios = ("pooled/bare warm", "pooled/fresh", "pooled/peer c=1", "workers/pooled")
+    print("\n   paired ratios (rollouts/s):   " + "  ".join(f"{name:>17}" for name in ratios))
     for concurrency in options["concurrency"]:
-        peer = _paired_ratio(report, POOLED, PEER, concurrency) if concurrency == 1 else "-"
-        print(
-            f"   c={concurrency:<4}{'':24}{_paired_ratio(report, POOLED, BARE_WARM, concurrency):>17}  "
-            f"{_paired_ratio(report, POOLED, FRESH, concurrency):>17}  {peer:>17}"
-        )
-    print("\n   CPU ms per rollout, this process (harness, verifiers, openai client) + MCP servers:")
+        cells = [
+            _paired_ratio(report, POOLED, BARE_WARM, concurrency),
+            _paired_ratio(report, POOLED, FRESH, concurrency),
+            _paired_ratio(report, POOLED, PEER, concurrency) if concurrency == 1 else "-",
+            _paired_ratio(report, POOLED_SERVED, POOLED, concurrency),
+        ]
+        print(f"   c={concurrency:<4}{'':24}" + "  ".join(f"{cell:>17}" for cell in cells))
+    print(
+        "\n   CPU ms per rollout, harness (this process, for workers also the env-server processes: verifiers, the "
+        "openai client, HUDGym) + MCP servers:"
+    )
     print(f"   {'conc':>4}  " + "  ".join(f"{name:>15}" for name in HARNESSES))
     for concurrency in options["concurrency"]:
         cells = [_cpu_split(_runs(report, name, concurrency)) for name in HARNESSES]
@@ -153,22 +161,22 @@ def _cpu_split(runs: Sequence[RunResult]) -> str:
 
 
 def _print_target(report: Report) -> None:
-    runs = _runs(report, POOLED, 4)
-    if not runs:
-        return
-    rate = statistics.median(run.rollouts_per_s for run in runs)
-    verdict = "met" if rate >= TARGET_POOLED_RATE else "NOT met"
-    print(f"   target: >= {TARGET_POOLED_RATE:.0f} rollouts/s pooled at c=4 -> {verdict} ({rate:.1f})")
+    for name in (POOLED, POOLED_SERVED):
+        runs = _runs(report, name, 4)
+        if runs:
+            rate = statistics.median(run.rollouts_per_s for run in runs)
+            verdict = "met" if rate >= TARGET_POOLED_RATE else "NOT met"
+            print(f"   target: >= {TARGET_POOLED_RATE:.0f} rollouts/s at c=4, {name:<17} -> {verdict} ({rate:.1f})")
 
 
 def _print_pool_start(report: Report) -> None:
     """What the first pooled batch at each concurrency cost, servers' start-up included."""
     print("   pool start: each pooled env's first batch, which also starts its servers (one per slot):")
     for run in report.pool_starts:
-        steady = statistics.median(r.rollouts_per_s for r in _runs(report, POOLED, run.concurrency))
+        steady = statistics.median(r.rollouts_per_s for r in _runs(report, run.harness, run.concurrency))
         print(
-            f"   c={run.concurrency:<3} first batch {run.wall_s:.2f} s ({run.rollouts_per_s:.2f} rollouts/s), "
-            f"then {steady:.2f} rollouts/s warm"
+            f"   {run.harness:<17} c={run.concurrency:<3} first batch {run.wall_s:.2f} s "
+            f"({run.rollouts_per_s:.2f} rollouts/s), then {steady:.2f} rollouts/s warm"
         )
 
 
@@ -181,7 +189,7 @@ def _print_reward_check(report: Report) -> None:
         differing = sorted({run.concurrency for run in mine if _by_seed(run) != reference})
         errors = sum(run.errors for run in mine)
         verdict = "identical in every batch" if not differing else f"DIFFERENT at c={differing}"
-        print(f"   {name:<14} {verdict}; errors {errors}")
+        print(f"   {name:<17} {verdict}; errors {errors}")
 
 
 def _by_seed(run: RunResult) -> list[tuple[float, int]]:

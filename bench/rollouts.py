@@ -1,13 +1,15 @@
 """Rollout throughput, per-turn harness cost and memory of HUDGym on the built-in 2048 server, against baselines.
 
-Work unit (the same as /work/shared/research/perf-baseline.md, see bench_common.py): one rollout = setup(4x4, seed),
+Work unit (the same as the research notes' perf-baseline.md, see bench_common.py): one rollout = setup(4x4, seed),
 10 moves, done(), evaluate(max_number, target 64). The model is `Play2048Policy(max_moves=10, look_ahead=True)`
 behind `ScriptedChatServer` on 127.0.0.1 in its own process (policy_server.py; instant: Nagle off, one write per
 response), as a real model server would be, so every move succeeds and the harness has this process to itself.
 
-Five harnesses do the same rollouts (the same seeds, policy and chat server), interleaved in one process:
+Six harnesses do the same rollouts (the same seeds, policy and chat server), interleaved in one run:
 
 - HUDGym pooled: `HUDGym` + verifiers' `env.evaluate` with `sessions.reuse: per_slot` (a warm server per slot);
+- pooled, 2 workers: the same behind verifiers' env server with 2 worker processes, as `vf-eval hud_vf_gym -w 2`
+  runs it (env_server.py): the harness then uses both cores instead of one;
 - HUDGym fresh: the same with `sessions.reuse: false` (a server started and stopped per rollout);
 - bare warm: a bare `mcp` client, one warm server per worker (the floor for pooled; bare_floor.py);
 - bare fresh: a bare `mcp` client, a server per rollout (the floor for fresh);
@@ -55,6 +57,7 @@ from bench_common import (
     measured,
     seeds,
 )
+from env_server import chat_config, ignore, outcome, run_env_server, start_env_server
 from openai import AsyncOpenAI
 from peer_mcpenv import Peer2048Env, moves_of
 from policy_server import policy_process
@@ -63,6 +66,7 @@ from rollout_report import (
     MEMORY_SAMPLE_INTERVAL_S,
     PEER,
     POOLED,
+    POOLED_SERVED,
     MemoryPeak,
     Report,
     TurnTiming,
@@ -72,6 +76,7 @@ from rollout_report import (
     print_per_turn,
     print_throughput,
 )
+from verifiers.legacy.types import ClientConfig
 
 from hud_vf_gym import HUDGym, Task, load_config, load_taskset
 from hud_vf_gym.env import EPISODE_KEY, SUMMARY_KEY
@@ -171,7 +176,7 @@ async def run_hudgym(env: TimedHUDGym, client: vf.Client, concurrency: int, name
     async def evaluate() -> list[Outcome]:
         outputs = await _evaluate(env, client, concurrency, rollouts, state_columns=[SUMMARY_KEY])
         phases.extend(output[SUMMARY_KEY]["timing"] for output in outputs)
-        return [_hudgym_outcome(output) for output in outputs]
+        return [outcome(output) for output in outputs]
 
     result = await measured(name, concurrency, evaluate)
     result.phases_s, result.close_s = phases, env.close_s
@@ -195,20 +200,11 @@ async def _evaluate(env: Any, client: vf.Client, concurrency: int, rollouts: int
         sampling_args=SAMPLING,
         num_examples=rollouts,
         max_concurrent=concurrency,
-        on_start=_ignore,  # no tqdm bar
-        on_progress=_ignore,
+        on_start=ignore,  # no tqdm bar
+        on_progress=ignore,
         **kwargs,
     )
     return list(results["outputs"])
-
-
-def _ignore(*args: Any, **kwargs: Any) -> None:
-    """A verifiers callback that does nothing (replaces the progress bar)."""
-
-
-def _hudgym_outcome(output: dict[str, Any]) -> Outcome:
-    moves = sum(turn["outcome"] == TurnOutcome.EXECUTED.value for turn in output[SUMMARY_KEY]["turns"])
-    return output["metrics"]["task_completion"], moves, output.get("error") is not None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -270,6 +266,8 @@ class Harnesses:
     chat: httpx.AsyncClient  # plain HTTP to the XML policy, for the bare floors
     client: vf.Client
     native_client: vf.Client  # native tool calls, for MCPEnv
+    served: dict[int, vf.Environment]  # HUDGym in env-server workers, one env server per concurrency
+    served_chat: ClientConfig  # the XML policy, as a config each worker builds its client from
 
 
 async def measure(options: argparse.Namespace) -> Report:
@@ -284,6 +282,7 @@ async def measure(options: argparse.Namespace) -> Report:
     started = time.perf_counter()
     peer = Peer2048Env(seeds(options.rollouts))
     report.peer_construct_s = time.perf_counter() - started
+    served: dict[int, vf.Environment] = {}
     try:
         with policy_process("xml") as xml_url, policy_process("native") as native_url:
             async with (
@@ -292,7 +291,10 @@ async def measure(options: argparse.Namespace) -> Report:
                 httpx.AsyncClient(base_url=f"{xml_url}/", timeout=ROLLOUT_TIMEOUT_S) as bare_chat,
             ):
                 clients = (vf.OpenAIChatCompletionsClient(openai_chat), vf.OpenAIChatCompletionsClient(native_chat))
-                harnesses = Harnesses(fresh, pooled, peer, bare_chat, *clients)
+                for concurrency in options.concurrency:  # one env server each: workers' pools sized like `pooled`
+                    served[concurrency] = await start_env_server(build_tasks(options.rollouts))
+                served_chat = chat_config(xml_url, ROLLOUT_TIMEOUT_S)
+                harnesses = Harnesses(fresh, pooled, peer, bare_chat, *clients, served, served_chat)
                 await _warm_up(report, harnesses)
                 for repeat in range(options.repeats):
                     await _one_repeat(report, harnesses, repeat)
@@ -302,6 +304,7 @@ async def measure(options: argparse.Namespace) -> Report:
     finally:
         await asyncio.gather(*(env.harness.close_all() for env in (fresh, *pooled.values())))
         await peer.teardown_mcp_servers()
+        await asyncio.gather(*(env.stop_server() for env in served.values()))
     report.load_average["end"] = list(os.getloadavg())
     report.harness_rss_mib["end"] = psutil.Process().memory_info().rss / 2**20
     return report
@@ -315,6 +318,8 @@ async def _warm_up(report: Report, harnesses: Harnesses) -> None:
     await run_peer(harnesses.peer, harnesses.native_client, 1, rollouts=warm_up)
     for concurrency, env in harnesses.pooled.items():
         report.pool_starts.append(await run_hudgym(env, harnesses.client, concurrency, POOLED))
+    for concurrency, served in harnesses.served.items():
+        report.pool_starts.append(await _run_served(harnesses, served, concurrency))
 
 
 async def _one_repeat(report: Report, harnesses: Harnesses, repeat: int) -> None:
@@ -330,6 +335,7 @@ async def _one_repeat(report: Report, harnesses: Harnesses, repeat: int) -> None
             run_floor_warm(harnesses.chat, rollouts, concurrency, floor_moves),
             run_floor_fresh(harnesses.chat, rollouts, concurrency),
             run_peer(harnesses.peer, harnesses.native_client, concurrency),
+            _run_served(harnesses, harnesses.served[concurrency], concurrency),
         ]
         shift = repeat % len(batches)
         for batch in batches[shift:] + batches[:shift]:
@@ -340,6 +346,10 @@ async def _one_repeat(report: Report, harnesses: Harnesses, repeat: int) -> None
             report.floor_moves.append(floor_moves)
     for loop in (_bare_loop, _session_loop) if repeat % 2 == 0 else (_session_loop, _bare_loop):
         await loop(report, options["calls"])
+
+
+async def _run_served(harnesses: Harnesses, served: vf.Environment, concurrency: int) -> RunResult:
+    return await run_env_server(served, harnesses.served_chat, concurrency, POOLED_SERVED)
 
 
 async def _memory_batch(report: Report, harnesses: Harnesses) -> None:
@@ -395,12 +405,23 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def _reap_leftovers() -> int:
-    """Kill any child process still running (there should be none); return how many there were."""
-    leftovers = psutil.Process().children(recursive=True)
+    """Kill any child process still running (there should be none); return how many there were.
+
+    Not counted: multiprocessing's resource tracker, which the env server's spawn context starts once for this
+    process and which exits with it.
+    """
+    leftovers = [process for process in psutil.Process().children(recursive=True) if not _is_resource_tracker(process)]
     for process in leftovers:
         process.kill()
     psutil.wait_procs(leftovers, timeout=5)
     return len(leftovers)
+
+
+def _is_resource_tracker(process: psutil.Process) -> bool:
+    try:
+        return any("multiprocessing.resource_tracker" in argument for argument in process.cmdline())
+    except psutil.Error:
+        return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from hud_vf_gym.testing import NonsensePolicy, Play2048Policy, ScriptedChatServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVER_MODULE = "hud_vf_gym.environments.text_2048"
 ENV_ARGS = {"taskset": "2048", "config_path": "2048", "num_tasks": 4, "max_turns": 12}
 VF_EVAL_TIMEOUT_S = 300  # the env-server mode starts worker processes that import verifiers (seconds each)
 
@@ -50,17 +52,43 @@ def mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
+def rewards_by_task(rows: list[dict[str, Any]]) -> dict[int, list[float]]:
+    by_task: dict[int, list[float]] = {}
+    for row in rows:
+        by_task.setdefault(row["example_id"], []).append(row["reward"])
+    return {example_id: sorted(rewards) for example_id, rewards in by_task.items()}
+
+
+def servers_outside_this_test() -> set[int]:
+    """2048 servers that are not descendants of this process: what a finished vf-eval left behind, if anything."""
+    ours = {process.pid for process in psutil.Process().children(recursive=True)}
+    found = set()
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if SERVER_MODULE in (process.info["cmdline"] or []) and process.info["pid"] not in ours:
+            found.add(process.info["pid"])
+    return found
+
+
 @pytest.mark.parametrize("policy_server", [Play2048Policy(max_moves=10, look_ahead=True)], indirect=True, ids=["2048"])
-def test_vf_eval_plays_2048_through_the_env_server(policy_server: ScriptedChatServer, tmp_path: Path) -> None:
-    completed = vf_eval(policy_server, tmp_path, "-n", "4", "-r", "2")
+def test_vf_eval_plays_2048_in_two_env_server_workers(policy_server: ScriptedChatServer, tmp_path: Path) -> None:
+    # -w 2: two worker processes, each with its own pool of warm servers (the built-in config reuses sessions)
+    before = servers_outside_this_test()
+    workers_dir, in_process_dir = tmp_path / "workers", tmp_path / "in_process"
+    workers_dir.mkdir(), in_process_dir.mkdir()
+    completed = vf_eval(policy_server, workers_dir, "-n", "4", "-r", "2", "-c", "4", "-w", "2")
     assert completed.returncode == 0, completed.stderr[-3000:]
-    rows = read_results(tmp_path)
+    rows = read_results(workers_dir)
     assert len(rows) == 8
     assert all(row["error"] is None for row in rows)
     assert mean([row["task_completion"] for row in rows]) > 0
     assert {row["tool_execution"] for row in rows} == {1.0}
-    metadata = json.loads(next(tmp_path.rglob("metadata.json")).read_text())
+    metadata = json.loads(next(workers_dir.rglob("metadata.json")).read_text())
     assert metadata["env_args"] == ENV_ARGS
+    assert servers_outside_this_test() <= before, "a 2048 server outlived vf-eval"
+    # the same rollouts in one process give the same reward per task: warm sessions in workers did the same work
+    completed = vf_eval(policy_server, in_process_dir, "-n", "4", "-r", "2", "-c", "4", "--disable-env-server")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert rewards_by_task(read_results(in_process_dir)) == rewards_by_task(rows)
 
 
 @pytest.mark.parametrize("policy_server", [NonsensePolicy(seed=1)], indirect=True, ids=["nonsense"])

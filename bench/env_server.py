@@ -52,17 +52,8 @@ async def run_env_server(env: vf.Environment, config: ClientConfig, concurrency:
     """Every task once through `env.evaluate` at `concurrency`, the rollouts spread over the workers."""
 
     async def evaluate() -> list[Outcome]:
-        results = await env.evaluate(
-            config,
-            "scripted",
-            sampling_args=SAMPLING,
-            num_examples=-1,
-            max_concurrent=concurrency,
-            state_columns=[SUMMARY_KEY],
-            on_start=ignore,
-            on_progress=ignore,
-        )
-        return [outcome(output) for output in results["outputs"]]
+        outputs = await evaluate_outputs(env, config, concurrency, -1, state_columns=[SUMMARY_KEY])
+        return [outcome(output) for output in outputs]
 
     assert env.env_server_process is not None and env.env_server_process.pid is not None  # started by start_env_server
     return await measured(name, concurrency, evaluate, helpers=[psutil.Process(env.env_server_process.pid)])
@@ -74,5 +65,22 @@ def outcome(output: dict[str, Any]) -> Outcome:
     return output["metrics"]["task_completion"], moves, output.get("error") is not None
 
 
-def ignore(*args: Any, **kwargs: Any) -> None:
+async def evaluate_outputs(
+    env: Any, client: vf.Client | ClientConfig, concurrency: int, rollouts: int, **kwargs: Any
+) -> list[Any]:
+    """The first `rollouts` tasks (-1: all) once each through verifiers' `env.evaluate`; its rollout outputs."""
+    results = await env.evaluate(
+        client,
+        "scripted",
+        sampling_args=SAMPLING,
+        num_examples=rollouts,
+        max_concurrent=concurrency,
+        on_start=_ignore,  # no tqdm bar
+        on_progress=_ignore,
+        **kwargs,
+    )
+    return list(results["outputs"])
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
     """A verifiers callback that does nothing (replaces the progress bar)."""

@@ -48,7 +48,6 @@ from bench_common import (
     EVALUATE_ARGUMENTS,
     MAX_TURNS,
     ROLLOUT_TIMEOUT_S,
-    SAMPLING,
     SERVER_ARGS,
     Outcome,
     RunResult,
@@ -57,7 +56,7 @@ from bench_common import (
     measured,
     seeds,
 )
-from env_server import chat_config, ignore, outcome, run_env_server, start_env_server
+from env_server import chat_config, evaluate_outputs, outcome, run_env_server, start_env_server
 from openai import AsyncOpenAI
 from peer_mcpenv import Peer2048Env, moves_of
 from policy_server import policy_process
@@ -174,7 +173,7 @@ async def run_hudgym(env: TimedHUDGym, client: vf.Client, concurrency: int, name
     env.close_s = []
 
     async def evaluate() -> list[Outcome]:
-        outputs = await _evaluate(env, client, concurrency, rollouts, state_columns=[SUMMARY_KEY])
+        outputs = await evaluate_outputs(env, client, concurrency, rollouts, state_columns=[SUMMARY_KEY])
         phases.extend(output[SUMMARY_KEY]["timing"] for output in outputs)
         return [outcome(output) for output in outputs]
 
@@ -187,24 +186,10 @@ async def run_peer(env: Peer2048Env, client: vf.Client, concurrency: int, rollou
     """The same rollouts through verifiers' MCPEnv (one server shared by all of them)."""
 
     async def evaluate() -> list[Outcome]:
-        outputs = await _evaluate(env, client, concurrency, rollouts)
+        outputs = await evaluate_outputs(env, client, concurrency, rollouts)
         return [(float(output["reward"]), moves_of(output), output.get("error") is not None) for output in outputs]
 
     return await measured(PEER, concurrency, evaluate)
-
-
-async def _evaluate(env: Any, client: vf.Client, concurrency: int, rollouts: int, **kwargs: Any) -> list[Any]:
-    results = await env.evaluate(
-        client,
-        "scripted",
-        sampling_args=SAMPLING,
-        num_examples=rollouts,
-        max_concurrent=concurrency,
-        on_start=ignore,  # no tqdm bar
-        on_progress=ignore,
-        **kwargs,
-    )
-    return list(results["outputs"])
 
 
 # ---------------------------------------------------------------------------------------------------------------

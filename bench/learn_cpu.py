@@ -5,9 +5,9 @@
 
 In one process, in order:
 
-1. load the embedded SmolLM2-135M-Instruct (converted once by `hud_vf_gym.local_model`);
+1. load the embedded SmolLM2-135M-Instruct (converted once by `hud_vf_gym.local_model.model`);
 2. evaluate it on held-out 2048 tasks through `HUDGym` and the in-process OpenAI endpoint the eval CLI uses
-   (`hud_vf_gym.local_endpoint`), so training and evaluation share nothing but the model;
+   (`hud_vf_gym.local_model.endpoint`), so training and evaluation share nothing but the model;
 3. train it with GRPO (`HUDRollout` + TRL) on other 2048 tasks for a fixed number of steps;
 4. evaluate the trained model on the same held-out tasks with the same sampling seeds;
 5. print both tables (mean of every rubric component), the per-step training curve and the time per step, and
@@ -60,7 +60,7 @@ def parse_args() -> argparse.Namespace:
 
 def load_tasks(names: tuple[str, ...]) -> list[Any]:
     """The named built-in 2048 tasks."""
-    from hud_vf_gym.task_loading import load_taskset
+    from hud_vf_gym.tasks.loading import load_taskset
 
     by_id = {task.id: task for task in load_taskset("2048").tasks}
     return [by_id[name] for name in names]
@@ -72,10 +72,10 @@ async def evaluate(
     """Roll every held-out task `--eval-rollouts` times through HUDGym and the in-process endpoint; summarise."""
     import verifiers as vf
 
+    from hud_vf_gym.cli.eval.summary import summarize
     from hud_vf_gym.env import SUMMARY_KEY, HUDGym
-    from hud_vf_gym.eval_summary import summarize
-    from hud_vf_gym.local_endpoint import local_openai_client
-    from hud_vf_gym.local_model import LocalChatModel
+    from hud_vf_gym.local_model.endpoint import local_openai_client
+    from hud_vf_gym.local_model.model import LocalChatModel
 
     model.eval()
     env = HUDGym(config, tasks, few_shot=few_shot or None)
@@ -189,7 +189,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hud_vf_gym.config import load_config
-    from hud_vf_gym.local_model import resolve_model_folder
+    from hud_vf_gym.local_model.model import resolve_model_folder
     from hud_vf_gym.training import load_few_shot
 
     torch.manual_seed(args.seed)
@@ -215,7 +215,7 @@ def main() -> None:
     results["after"] = after = asyncio.run(evaluate(trainer.model, tokenizer, folder, config, held_out, few_shot, args))
     save(args.output, results)
 
-    from hud_vf_gym.eval_summary import render_table
+    from hud_vf_gym.cli.eval.summary import render_table
 
     print("\n== training curve (training tasks, sampled at T=1) ==")
     print(training_curve(trainer))

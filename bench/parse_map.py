@@ -90,9 +90,9 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 def _parse_and_map_functions() -> dict[str, Callable[[str], object]]:
-    from hud_vf_gym.actions import ActionMapper
     from hud_vf_gym.config import load_config
-    from hud_vf_gym.parser import ToolXMLParser
+    from hud_vf_gym.core.actions import ActionMapper
+    from hud_vf_gym.core.parser import ToolXMLParser
 
     functions: dict[str, Callable[[str], object]] = {}
     for name in ("2048", "default"):

@@ -1,19 +1,19 @@
 """Rollout throughput, per-turn harness cost and memory of HUDGym on the built-in 2048 server, against baselines.
 
-Work unit (the same as the research notes' perf-baseline.md, see bench_common.py): one rollout = setup(4x4, seed),
+Work unit (the same as the research notes' perf-baseline.md, see lib/common.py): one rollout = setup(4x4, seed),
 10 moves, done(), evaluate(max_number, target 64). The model is `Play2048Policy(max_moves=10, look_ahead=True)`
-behind `ScriptedChatServer` on 127.0.0.1 in its own process (policy_server.py; instant: Nagle off, one write per
+behind `ScriptedChatServer` on 127.0.0.1 in its own process (lib/policy_server.py; instant: Nagle off, one write per
 response), as a real model server would be, so every move succeeds and the harness has this process to itself.
 
 Six harnesses do the same rollouts (the same seeds, policy and chat server), interleaved in one run:
 
 - HUDGym pooled: `HUDGym` + verifiers' `env.evaluate` with `sessions.reuse: per_slot` (a warm server per slot);
 - pooled, 2 workers: the same behind verifiers' env server with 2 worker processes, as `vf-eval hud_vf_gym -w 2`
-  runs it (env_server.py): the harness then uses both cores instead of one;
+  runs it (lib/env_server.py): the harness then uses both cores instead of one;
 - HUDGym fresh: the same with `sessions.reuse: false` (a server started and stopped per rollout);
-- bare warm: a bare `mcp` client, one warm server per worker (the floor for pooled; bare_floor.py);
+- bare warm: a bare `mcp` client, one warm server per worker (the floor for pooled; lib/bare_floor.py);
 - bare fresh: a bare `mcp` client, a server per rollout (the floor for fresh);
-- peer MCPEnv: verifiers' own MCPEnv with minimal setup/evaluate glue (peer_mcpenv.py). It shares ONE server and
+- peer MCPEnv: verifiers' own MCPEnv with minimal setup/evaluate glue (lib/peer_mcpenv.py). It shares ONE server and
   so one game between all rollouts: at concurrency > 1 it does the wrong work, and the reward check says so.
 
 Measured: 1. rollouts/s per concurrency with the CPU split and the reward check, and what starting the pool costs;
@@ -43,8 +43,15 @@ import datasets
 import httpx
 import psutil
 import verifiers as vf
-from bare_floor import run_floor_fresh, run_floor_warm, time_bare_calls, time_session_calls
-from bench_common import (
+from openai import AsyncOpenAI
+from verifiers.legacy.types import ClientConfig
+
+from hud_vf_gym import HUDGym, Task, load_config, load_taskset
+from hud_vf_gym.core.record import TurnOutcome
+from hud_vf_gym.env import EPISODE_KEY, SUMMARY_KEY
+
+from lib.bare_floor import run_floor_fresh, run_floor_warm, time_bare_calls, time_session_calls
+from lib.common import (
     EVALUATE_ARGUMENTS,
     MAX_TURNS,
     ROLLOUT_TIMEOUT_S,
@@ -56,11 +63,10 @@ from bench_common import (
     measured,
     seeds,
 )
-from env_server import chat_config, evaluate_outputs, outcome, run_env_server, start_env_server
-from openai import AsyncOpenAI
-from peer_mcpenv import Peer2048Env, moves_of
-from policy_server import policy_process
-from rollout_report import (
+from lib.env_server import chat_config, evaluate_outputs, outcome, run_env_server, start_env_server
+from lib.peer_mcpenv import Peer2048Env, moves_of
+from lib.policy_server import policy_process
+from lib.rollout_report import (
     FRESH,
     MEMORY_SAMPLE_INTERVAL_S,
     PEER,
@@ -75,11 +81,6 @@ from rollout_report import (
     print_per_turn,
     print_throughput,
 )
-from verifiers.legacy.types import ClientConfig
-
-from hud_vf_gym import HUDGym, Task, load_config, load_taskset
-from hud_vf_gym.env import EPISODE_KEY, SUMMARY_KEY
-from hud_vf_gym.episode import TurnOutcome
 
 TEMPLATE_TASK_ID = "2048_target_64"  # the built-in 4x4 task with target 64; copied with a distinct seed per rollout
 PROFILE_FILTER = "hud_vf_gym|verifiers/legacy/envs|openai/_base_client|mcp/client"  # --profile: our layers
@@ -163,7 +164,7 @@ def hudgym(reuse: bool | str, count: int) -> TimedHUDGym:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Measurement 1: rollouts/s of the verifiers harnesses (the bare floors are in bare_floor.py)
+# Measurement 1: rollouts/s of the verifiers harnesses (the bare floors are in lib/bare_floor.py)
 # ---------------------------------------------------------------------------------------------------------------
 
 

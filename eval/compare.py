@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from hud_vf_gym.eval_summary import COMPONENTS, error_kind, is_success, turns_of
+from hud_vf_gym.cli.eval.summary import COMPONENTS, error_kind, is_success, turns_of
 
 RESULTS_FILE = "results.jsonl"
 CONFIDENCE = 0.95

@@ -9,31 +9,31 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from hud_vf_gym import gym_registration as _gym_registration
+from hud_vf_gym.gym import registration as _gym_registration
 
 __version__ = "0.2.0"
 
 # public name -> module that defines it
 _LAZY_NAMES: dict[str, str] = {
-    "ActionMapper": "hud_vf_gym.actions",
+    "ActionMapper": "hud_vf_gym.core.actions",
     "ConfigError": "hud_vf_gym.errors",
     "DependencyNotInstalled": "hud_vf_gym.errors",
     "EnvConfig": "hud_vf_gym.config",
     "Grade": "hud_vf_gym.types",
     "HUDGym": "hud_vf_gym.env",
     "HUDGymError": "hud_vf_gym.errors",
-    "HUDRubric": "hud_vf_gym.rubric",
-    "HUDTaskEnv": "hud_vf_gym.gym_env",
+    "HUDRubric": "hud_vf_gym.core.rubric",
+    "HUDTaskEnv": "hud_vf_gym.gym.env",
     "MCPServerError": "hud_vf_gym.errors",
-    "ParsedTurn": "hud_vf_gym.parser",
-    "Task": "hud_vf_gym.tasks",
+    "ParsedTurn": "hud_vf_gym.core.parser",
+    "Task": "hud_vf_gym.tasks.task",
     "TaskError": "hud_vf_gym.errors",
     "ToolCall": "hud_vf_gym.types",
     "ToolResult": "hud_vf_gym.types",
-    "ToolXMLParser": "hud_vf_gym.parser",
+    "ToolXMLParser": "hud_vf_gym.core.parser",
     "load_config": "hud_vf_gym.config",
     "load_environment": "hud_vf_gym.env",
-    "load_taskset": "hud_vf_gym.task_loading",
+    "load_taskset": "hud_vf_gym.tasks.loading",
 }
 
 __all__ = [
@@ -60,15 +60,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from hud_vf_gym.actions import ActionMapper
     from hud_vf_gym.config import EnvConfig, load_config
+    from hud_vf_gym.core.actions import ActionMapper
+    from hud_vf_gym.core.parser import ParsedTurn, ToolXMLParser
+    from hud_vf_gym.core.rubric import HUDRubric
     from hud_vf_gym.env import HUDGym, load_environment
     from hud_vf_gym.errors import ConfigError, DependencyNotInstalled, HUDGymError, MCPServerError, TaskError
-    from hud_vf_gym.gym_env import HUDTaskEnv
-    from hud_vf_gym.parser import ParsedTurn, ToolXMLParser
-    from hud_vf_gym.rubric import HUDRubric
-    from hud_vf_gym.task_loading import load_taskset
-    from hud_vf_gym.tasks import Task
+    from hud_vf_gym.gym.env import HUDTaskEnv
+    from hud_vf_gym.tasks.loading import load_taskset
+    from hud_vf_gym.tasks.task import Task
     from hud_vf_gym.types import Grade, ToolCall, ToolResult
 
 

@@ -22,8 +22,8 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from hud_vf_gym.core.transforms import Transform, TransformError, compile_transform
 from hud_vf_gym.errors import ConfigError
-from hud_vf_gym.transforms import Transform, TransformError, compile_transform
 
 __all__ = [
     "ActionMapping",

@@ -13,16 +13,16 @@ from typing import Any
 import verifiers as vf
 from verifiers import SystemMessage, UserMessage  # bound once: every `vf.X` access runs verifiers' lazy __getattr__
 
-from hud_vf_gym.actions import ActionMapper
 from hud_vf_gym.config import EnvConfig, load_config
-from hud_vf_gym.episode import STATE_KEY
+from hud_vf_gym.core.actions import ActionMapper
+from hud_vf_gym.core.harness import Harness, Observation, TaskEpisode
+from hud_vf_gym.core.parser import message_text
+from hud_vf_gym.core.record import STATE_KEY
+from hud_vf_gym.core.rubric import HUDRubric
+from hud_vf_gym.core.signatures import cache_signatures
 from hud_vf_gym.errors import ConfigError, MCPServerError
-from hud_vf_gym.harness import Harness, Observation, TaskEpisode
-from hud_vf_gym.parser import message_text
-from hud_vf_gym.rubric import HUDRubric
-from hud_vf_gym.signatures import cache_signatures
-from hud_vf_gym.task_loading import load_taskset, tasks_to_dataset
-from hud_vf_gym.tasks import Task
+from hud_vf_gym.tasks.loading import load_taskset, tasks_to_dataset
+from hud_vf_gym.tasks.task import Task
 
 __all__ = ["HUDGym", "load_environment"]
 
@@ -40,7 +40,7 @@ class HUDGym(vf.MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type 
     config's `action_mappings`, executed, and answered with the tool's result. When the episode ends the task's
     evaluate tool(s) grade it and the session is closed, or, with `sessions.reuse` and a server whose setup
     declares that it resets all state, handed back to a pool of warm sessions for the next rollout's setup to
-    reset (see `hud_vf_gym.session_pool`); the pool closes with the environment.
+    reset (see `hud_vf_gym.runtime.pool`); the pool closes with the environment.
 
     ## Actions
     Whatever the config maps (`left()`, `click(x, y)`, ...), plus `done()`, which ends the episode.

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from hud_vf_gym.actions import ActionError, ActionErrorKind, ActionMapper, MappedAction
 from hud_vf_gym.config import EnvConfig, load_config, parse_config
+from hud_vf_gym.core.actions import ActionError, ActionErrorKind, ActionMapper, MappedAction
+from hud_vf_gym.core.parser import ParsedCall, parse_call
 from hud_vf_gym.errors import ConfigError
-from hud_vf_gym.parser import ParsedCall, parse_call
 from hud_vf_gym.types import ToolCall, ToolSpec
 
 PUBLISHED_DIR = Path(__file__).parent / "data" / "published"

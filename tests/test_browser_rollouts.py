@@ -20,7 +20,7 @@ import pytest
 from hud_vf_gym import HUDGym, load_taskset
 from hud_vf_gym.config import load_config
 from hud_vf_gym.env import SUMMARY_KEY
-from hud_vf_gym.tasks import Task
+from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.testing import FixedRepliesPolicy, ScriptedChatServer, message_text
 from hud_vf_gym.testing.evaluate import evaluate_outputs
 

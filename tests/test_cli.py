@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hud_vf_gym.cli import SUBCOMMANDS, main, make_parser
-from hud_vf_gym.local_model import embedded_gguf, ensure_converted
+from hud_vf_gym.cli.app import SUBCOMMANDS, main, make_parser
+from hud_vf_gym.local_model.model import embedded_gguf, ensure_converted
 
 README_RUN_TIMEOUT_S = 900  # 2 rollouts of 2 turns on a 2-core CPU take about a minute; a busy machine is slower
 
@@ -106,6 +106,6 @@ def test_cli_resume_of_a_folder_without_a_run(tmp_path: Path, capsys: pytest.Cap
 
 def test_cli_runs_as_a_module() -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "hud_vf_gym.cli", "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "hud_vf_gym.cli.app", "--help"], capture_output=True, text=True, timeout=60
     )
     assert completed.returncode == 0 and "eval" in completed.stdout

@@ -13,7 +13,7 @@ import huggingface_hub.constants
 import pytest
 
 from hud_vf_gym import load_environment
-from hud_vf_gym.dataset_tool import (
+from hud_vf_gym.cli.dataset import (
     HUD_COLUMNS,
     DatasetOptions,
     HubPushError,

@@ -16,9 +16,9 @@ import verifiers as vf
 
 from hud_vf_gym import ConfigError, HUDGym, load_environment
 from hud_vf_gym.config import load_config, parse_config
+from hud_vf_gym.core.record import EpisodeRecord
 from hud_vf_gym.env import STATE_KEY, SUMMARY_KEY
-from hud_vf_gym.episode import EpisodeRecord
-from hud_vf_gym.tasks import Task
+from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.testing import FixedRepliesPolicy, NonsensePolicy, Play2048Policy, ScriptedChatServer
 from hud_vf_gym.testing.evaluate import evaluate_outputs
 

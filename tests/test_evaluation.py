@@ -18,9 +18,9 @@ import psutil
 import pytest
 import yaml
 
-from hud_vf_gym.cli import main
+from hud_vf_gym.cli.app import main
+from hud_vf_gym.cli.eval.options import EvalOptions
 from hud_vf_gym.errors import ConfigError
-from hud_vf_gym.eval_options import EvalOptions
 from hud_vf_gym.testing import FixedRepliesPolicy, NonsensePolicy, Play2048Policy, ScriptedChatServer
 
 TESTS = Path(__file__).parent
@@ -206,7 +206,7 @@ def test_eval_resume_after_a_killed_run_runs_only_the_missing_rollouts(serve: An
     server = serve(slow_policy)
     tasks = [counter_task(marker, f"task-{index}") for index in range(6)]
     output = tmp_path / "run"
-    argv = [sys.executable, "-m", "hud_vf_gym.cli", "eval", "--base-url", server.base_url, "--model", "scripted"]
+    argv = [sys.executable, "-m", "hud_vf_gym.cli.app", "eval", "--base-url", server.base_url, "--model", "scripted"]
     argv += ["--taskset", str(write_taskset(tmp_path / "tasks.json", tasks)), "--config", str(COUNTER_CONFIG)]
     argv += ["--num-tasks", "none", "--concurrency", "1", "--output", str(output)]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -18,7 +18,7 @@ from mcp.types import (
 )
 from pydantic import AnyUrl
 
-from hud_vf_gym.grading import DEFAULT_TOOL_ERROR_PATTERN, extract_grade, is_failed_tool_result, normalize_result
+from hud_vf_gym.core.grade import DEFAULT_TOOL_ERROR_PATTERN, extract_grade, is_failed_tool_result, normalize_result
 from hud_vf_gym.types import Grade, ImageData, ToolResult
 
 

@@ -28,9 +28,9 @@ from openai import AsyncOpenAI
 import hud_vf_gym
 from hud_vf_gym import ConfigError, HUDGym, HUDTaskEnv, TaskError
 from hud_vf_gym.config import load_config, parse_config
-from hud_vf_gym.gym_env import MAX_TEXT_LENGTH, UnicodeText
-from hud_vf_gym.task_loading import load_taskset
-from hud_vf_gym.tasks import Task
+from hud_vf_gym.gym.env import MAX_TEXT_LENGTH, UnicodeText
+from hud_vf_gym.tasks.loading import load_taskset
+from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.testing import Play2048Policy, ScriptedChatServer, message_text
 from hud_vf_gym.types import Grade, ImageData
 
@@ -205,7 +205,7 @@ def test_registration_works_in_either_import_order_without_heavy_imports(imports
     code = (
         f"import sys; {imports}\n"
         "assert {'hud_vf_gym/2048-v0', 'hud_vf_gym/HUD-v0'} <= set(gymnasium.registry), list(gymnasium.registry)\n"
-        "heavy = [name for name in ('verifiers', 'mcp', 'hud_vf_gym.gym_env') if name in sys.modules]\n"
+        "heavy = [name for name in ('verifiers', 'mcp', 'hud_vf_gym.gym.env') if name in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-W", "error", "-c", code], check=True, timeout=120)
@@ -218,9 +218,9 @@ def test_registration_import_of_package_does_not_import_gymnasium() -> None:
 
 def test_registration_ids_are_registered_once_with_string_entry_points() -> None:
     spec = gymnasium.spec("hud_vf_gym/2048-v0")
-    assert spec.entry_point == "hud_vf_gym.gym_env:HUDTaskEnv"
+    assert spec.entry_point == "hud_vf_gym.gym.env:HUDTaskEnv"
     assert spec.kwargs == {"taskset": "2048", "config_path": "2048"}
-    hud_vf_gym.gym_registration.register_gym_envs()  # again: no "Overriding environment" warning (warnings are errors)
+    hud_vf_gym.gym.registration.register_gym_envs()  # again: no "Overriding environment" warning (warnings are errors)
     assert hud_vf_gym.HUDTaskEnv is HUDTaskEnv
 
 

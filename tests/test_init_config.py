@@ -17,15 +17,15 @@ import pytest
 import yaml
 
 from hud_vf_gym import HUDGym
-from hud_vf_gym.actions import ActionError, ActionMapper, MappedAction
+from hud_vf_gym.cli.init.command import InitOptions, main, resolve_server, write_config
+from hud_vf_gym.cli.init.generation import generate_config
 from hud_vf_gym.config import EnvConfig, load_config, parse_config
-from hud_vf_gym.config_generation import generate_config
+from hud_vf_gym.core.actions import ActionError, ActionMapper, MappedAction
+from hud_vf_gym.core.parser import ParsedCall, parse_call
 from hud_vf_gym.errors import ConfigError, ServerStartError
-from hud_vf_gym.init_config import InitOptions, main, resolve_server, write_config
-from hud_vf_gym.parser import ParsedCall, parse_call
-from hud_vf_gym.sessions import MCPSession
-from hud_vf_gym.task_loading import load_taskset
-from hud_vf_gym.tasks import Task
+from hud_vf_gym.runtime.session import MCPSession
+from hud_vf_gym.tasks.loading import load_taskset
+from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.testing import FixedRepliesPolicy, ScriptedChatServer
 from hud_vf_gym.testing.evaluate import evaluate_outputs
 from hud_vf_gym.types import ToolCall, ToolSpec

@@ -9,8 +9,14 @@ import anyio
 import openai
 import pytest
 
-from hud_vf_gym.local_endpoint import generation_options, local_openai_client
-from hud_vf_gym.local_model import GenerationOptions, LocalChatModel, embedded_gguf, ensure_converted, load_local_model
+from hud_vf_gym.local_model.endpoint import generation_options, local_openai_client
+from hud_vf_gym.local_model.model import (
+    GenerationOptions,
+    LocalChatModel,
+    embedded_gguf,
+    ensure_converted,
+    load_local_model,
+)
 
 REQUEST_TIMEOUT_S = 300  # a few tokens take a second; a busy 2-core machine can be far slower
 MESSAGES = [{"role": "user", "content": "Say hello."}]

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from hud_vf_gym import local_model
 from hud_vf_gym.errors import ConfigError, DependencyNotInstalled
-from hud_vf_gym.local_model import (
+from hud_vf_gym.local_model import model as local_model
+from hud_vf_gym.local_model.model import (
     INSTALL_LOCAL,
     SOURCE_FILE,
     GenerationOptions,
@@ -92,7 +92,7 @@ def test_build_once_in_two_processes_builds_once(tmp_path: Path) -> None:
     code = f"""
         import os, time
         from pathlib import Path
-        from hud_vf_gym.local_model import build_once
+        from hud_vf_gym.local_model.model import build_once
 
         def build(folder):
             with open({str(tmp_path / "builds.log")!r}, "a") as log:
@@ -127,7 +127,7 @@ def test_embedded_model_is_converted_once_to_a_plain_hf_folder(embedded_folder: 
 def test_embedded_model_conversion_in_two_processes_converts_once(tmp_path: Path) -> None:
     code = f"""
         from pathlib import Path
-        from hud_vf_gym.local_model import embedded_gguf, ensure_converted
+        from hud_vf_gym.local_model.model import embedded_gguf, ensure_converted
 
         folder = ensure_converted(
             embedded_gguf(), cache=Path({str(tmp_path)!r}), on_convert=lambda target: print("converting", flush=True)

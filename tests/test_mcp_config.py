@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from hud_vf_gym.errors import ConfigError
-from hud_vf_gym.mcp_config import RemoteServer, StdioServer, check_hub_credentials, parse_mcp_config
-from hud_vf_gym.templates import resolve_templates
+from hud_vf_gym.runtime.servers import RemoteServer, StdioServer, check_hub_credentials, parse_mcp_config
+from hud_vf_gym.runtime.variables import resolve_templates
 
 
 def test_parse_mcp_config_stdio_entry() -> None:

@@ -13,7 +13,7 @@ import verifiers as vf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hud_vf_gym.parser import (
+from hud_vf_gym.core.parser import (
     MAX_CALL_LENGTH,
     MAX_LITERAL_DEPTH,
     ParsedCall,

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import verifiers as vf
 
-from hud_vf_gym.actions import ActionError, ActionMapper, MappedAction
 from hud_vf_gym.config import EnvConfig, ParserConfig, ThinkingBounds, load_config, parse_config
-from hud_vf_gym.episode import STATE_KEY, EpisodeRecord, TurnOutcome, TurnRecord
-from hud_vf_gym.parser import ParsedCall, ToolXMLParser
-from hud_vf_gym.rubric import (
+from hud_vf_gym.core.actions import ActionError, ActionMapper, MappedAction
+from hud_vf_gym.core.parser import ParsedCall, ToolXMLParser
+from hud_vf_gym.core.record import STATE_KEY, EpisodeRecord, TurnOutcome, TurnRecord
+from hud_vf_gym.core.rubric import (
     HUDRubric,
     format_compliance,
     screenshot_behavior,

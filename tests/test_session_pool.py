@@ -23,11 +23,11 @@ import pytest
 
 from hud_vf_gym import ConfigError, HUDGym
 from hud_vf_gym.config import SessionsConfig, load_config
+from hud_vf_gym.core.harness import Harness
+from hud_vf_gym.core.record import TurnOutcome
 from hud_vf_gym.env import SUMMARY_KEY
-from hud_vf_gym.episode import TurnOutcome
 from hud_vf_gym.errors import ServerConnectionError, ServerTimeoutError
-from hud_vf_gym.harness import Harness
-from hud_vf_gym.tasks import Task
+from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.testing import Play2048Policy, ScriptedChatServer
 from hud_vf_gym.testing.evaluate import evaluate_outputs
 
@@ -376,7 +376,7 @@ def test_pool_kills_its_servers_at_interpreter_exit(tmp_path: Path) -> None:
         f"""
         import asyncio, sys
         from hud_vf_gym.config import SessionsConfig
-        from hud_vf_gym.session_pool import SessionPool
+        from hud_vf_gym.runtime.pool import SessionPool
 
         async def main():
             pool = SessionPool(SessionsConfig(reuse="per_slot"))

@@ -17,9 +17,9 @@ import anyio
 import anyio.abc
 import pytest
 
+from hud_vf_gym.core.grade import extract_grade, is_failed_tool_result
 from hud_vf_gym.errors import ConfigError, ServerConnectionError, ServerStartError, ServerTimeoutError
-from hud_vf_gym.grading import extract_grade, is_failed_tool_result
-from hud_vf_gym.sessions import MCPSession, Timeouts
+from hud_vf_gym.runtime.session import MCPSession, Timeouts
 from hud_vf_gym.types import Grade, ImageData, ToolResult
 
 ECHO_SERVER = str(Path(__file__).parent / "servers" / "echo.py")

@@ -10,7 +10,7 @@ import pytest
 from verifiers.legacy.utils.async_utils import maybe_call_with_named_args
 
 from hud_vf_gym import load_environment
-from hud_vf_gym.signatures import cache_signatures
+from hud_vf_gym.core.signatures import cache_signatures
 
 
 class Hooks:

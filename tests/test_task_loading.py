@@ -1,4 +1,4 @@
-"""Tests for hud_vf_gym.task_loading: loading tasksets from every source, and the verifiers dataset."""
+"""Tests for hud_vf_gym.tasks.loading: loading tasksets from every source, and the verifiers dataset."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import datasets
 import huggingface_hub.constants
 import pytest
 
-from hud_vf_gym import task_loading as loading_module
 from hud_vf_gym.errors import TaskError, TasksetError
-from hud_vf_gym.task_loading import TaskSet, TasksetWarning, load_taskset, tasks_to_dataset
-from hud_vf_gym.tasks import Task
+from hud_vf_gym.tasks import loading as loading_module
+from hud_vf_gym.tasks.loading import TaskSet, TasksetWarning, load_taskset, tasks_to_dataset
+from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.types import ToolCall
 from tests.test_tasks import ROUND_TRIP_TASKS
 

@@ -1,4 +1,4 @@
-"""Tests for hud_vf_gym.tasks: reading HUD task rows in every form, and loading tasksets from every source."""
+"""Tests for hud_vf_gym.tasks.task: reading HUD task rows in every form, and loading tasksets from every source."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from hud_vf_gym.errors import TaskError
-from hud_vf_gym.tasks import Task
+from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.types import ToolCall
 
 MCP_CONFIG = {"local": {"command": "docker", "args": ["run", "--rm", "-i", "hud-text-2048"]}}
@@ -435,5 +435,5 @@ def test_task_from_info_rejects_bad_info(info: str, message: str) -> None:
 
 
 def test_tasks_module_imports_without_datasets() -> None:
-    code = "import sys, hud_vf_gym.tasks; sys.exit('datasets' in sys.modules)"
+    code = "import sys, hud_vf_gym.tasks.task; sys.exit('datasets' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

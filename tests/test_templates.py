@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from hud_vf_gym.templates import redact, redact_text, resolve_templates, secret_values, template_variables
+from hud_vf_gym.runtime.variables import redact, redact_text, resolve_templates, secret_values, template_variables
 
 ENVIRON = {"HOME": "/home/agent", "IMAGE": "hud-text-2048", "EMPTY": "", "HUD_API_KEY": "sk-hud-123456"}
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hud_vf_gym.transforms import (
+from hud_vf_gym.core.transforms import (
     MAX_EXPONENT,
     MAX_FORMAT_WIDTH,
     MAX_INT_BITS,

@@ -118,7 +118,7 @@ def main(script_args: HUDGRPOArguments, training_args: Any, model_args: Any) -> 
 
     from hud_vf_gym.config import load_config
     from hud_vf_gym.errors import ConfigError
-    from hud_vf_gym.task_loading import load_taskset
+    from hud_vf_gym.tasks.loading import load_taskset
     from hud_vf_gym.training import (
         HUDRollout,
         load_few_shot,

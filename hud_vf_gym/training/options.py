@@ -16,7 +16,7 @@ from hud_vf_gym.errors import ConfigError
 
 __all__ = ["EMBEDDED_MODEL", "load_few_shot", "resolve_model", "resolve_report_to"]
 
-EMBEDDED_MODEL = "embedded"  # the model name that means hud_vf_gym.local_model's SmolLM2-135M-Instruct
+EMBEDDED_MODEL = "embedded"  # the model name that means hud_vf_gym.local_model.model's SmolLM2-135M-Instruct
 
 
 def resolve_model(name: str | None) -> str:
@@ -27,7 +27,7 @@ def resolve_model(name: str | None) -> str:
             pip command).
     """
     if name is None or name == EMBEDDED_MODEL:
-        from hud_vf_gym.local_model import resolve_model_folder
+        from hud_vf_gym.local_model.model import resolve_model_folder
 
         return str(resolve_model_folder(None))
     return str(Path(name).expanduser()) if name.startswith(("~", ".", "/")) else name

@@ -23,9 +23,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from hud_vf_gym.config import EnvConfig, RubricWeights
-from hud_vf_gym.episode import STATE_KEY, EpisodeRecord
+from hud_vf_gym.core.record import STATE_KEY, EpisodeRecord
+from hud_vf_gym.core.rubric import COMPONENTS
 from hud_vf_gym.errors import ConfigError
-from hud_vf_gym.rubric import COMPONENTS
 
 __all__ = ["COMPONENT_NAMES", "RewardFunc", "component_values", "reward_functions", "weighted_reward"]
 

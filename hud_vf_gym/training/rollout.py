@@ -38,10 +38,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hud_vf_gym.config import EnvConfig
-from hud_vf_gym.episode import EpisodeRecord
+from hud_vf_gym.core.harness import Harness, Observation, TaskEpisode
+from hud_vf_gym.core.record import EpisodeRecord
 from hud_vf_gym.errors import ConfigError, MCPServerError, TaskError
-from hud_vf_gym.harness import Harness, Observation, TaskEpisode
-from hud_vf_gym.tasks import Task
+from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.training.generation import Generator, select_generator
 from hud_vf_gym.training.rewards import COMPONENT_NAMES, INFRA_KEY, TOTAL_KEY, component_values, weighted_reward
 from hud_vf_gym.training.sequence import ChatFormat, TokenLimits

@@ -19,14 +19,14 @@ from typing import Any
 import psutil
 import pytest
 
-from hud_vf_gym import rubric
 from hud_vf_gym.config import load_config
-from hud_vf_gym.episode import TurnOutcome
+from hud_vf_gym.core import rubric as rubric
+from hud_vf_gym.core.harness import observe
+from hud_vf_gym.core.record import TurnOutcome
+from hud_vf_gym.core.rubric import HUDRubric
 from hud_vf_gym.errors import ConfigError, MCPServerError, TaskError
-from hud_vf_gym.harness import observe
-from hud_vf_gym.rubric import HUDRubric
-from hud_vf_gym.task_loading import load_taskset
-from hud_vf_gym.tasks import Task
+from hud_vf_gym.tasks.loading import load_taskset
+from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.training import (
     COMPONENT_NAMES,
     ChatFormat,
@@ -202,8 +202,8 @@ def test_token_limits_refuse_episode_smaller_than_turn() -> None:
 def test_initial_messages_match_hudgym_prompt(config: Any, tasks: Sequence[Task]) -> None:
     import verifiers as vf
 
+    from hud_vf_gym.core.harness import Observation
     from hud_vf_gym.env import _append_to_first_observation, _append_to_system_prompt
-    from hud_vf_gym.harness import Observation
 
     task = dataclasses.replace(tasks[0], system_prompt="Task rules.")
     setup = Observation("BOARD")

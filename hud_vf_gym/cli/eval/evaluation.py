@@ -1,0 +1,308 @@
+"""`hud-vf-gym eval`: run a model on a taskset through HUDGym and write, summarise and resume the results.
+
+The run, in order:
+
+1. Build the environment from `--config` and `--taskset` (`HUDGym`, the same object `vf-eval` and training use).
+2. `--dry-run` stops here: each task's server is started and its tools checked (`hud_vf_gym.cli.eval.dry_run`).
+3. Plan one rollout per (task, rollout index); with `--resume`, drop the pairs already in `results.jsonl`.
+4. Open the model: the embedded SmolLM2 or a `--model-path` folder in process (`hud_vf_gym.local_model.endpoint`), or an
+   OpenAI-compatible `--base-url`; both reach the rollout loop as a verifiers client.
+5. Run the pending pairs with verifiers' `run_rollout`, `--concurrency` at a time, appending each finished rollout
+   to `results.jsonl` at once (`hud_vf_gym.cli.eval.results`), so a killed run loses only the rollouts in flight.
+6. Summarise every row in the folder, resumed ones included (`hud_vf_gym.cli.eval.summary`), and write the summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import warnings
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hud_vf_gym.cli.eval.dry_run import check_tasks, render_checks
+from hud_vf_gym.cli.eval.options import EvalOptions, is_local_url
+from hud_vf_gym.cli.eval.results import ResultsFolder, pair_key
+from hud_vf_gym.cli.eval.summary import render_table, summarize
+from hud_vf_gym.config import load_config
+from hud_vf_gym.env import SUMMARY_KEY, HUDGym
+from hud_vf_gym.errors import ConfigError, DependencyNotInstalled, TaskError
+from hud_vf_gym.tasks.loading import TasksetWarning, load_taskset
+
+__all__ = ["EvalReport", "EvalOptions", "run_eval"]
+
+NO_API_KEY = "EMPTY"  # what a local endpoint without authentication gets as its key (vf-eval does the same)
+DRY_RUN_FAILED = 1  # exit status when a dry run finds a broken task
+
+
+@dataclass(frozen=True, slots=True)
+class EvalReport:
+    """What a run produced: the results folder, the summary and its table, the exit status for the command."""
+
+    output: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+    table: str = ""
+    exit_code: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    """The model as the rollout loop sees it: a verifiers client and the model name to send."""
+
+    client: Any  # vf.Client
+    name: str
+    description: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pair:
+    """One planned rollout: a task (by its index in the taskset) and a rollout index."""
+
+    example_id: int
+    rollout_index: int
+    task_id: str
+    rollout_input: dict[str, Any]
+
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def run_eval(options: EvalOptions, *, log: Log = _stderr) -> EvalReport:
+    """Run `hud-vf-gym eval` with `options`; progress and notes go to `log`, results to the output folder.
+
+    Raises:
+        ConfigError, TaskError: the options, config or taskset cannot be used (before any rollout starts).
+        DependencyNotInstalled: the local model's packages are missing (the message has the pip command).
+    """
+    return asyncio.run(_run_eval(options, log))
+
+
+async def _run_eval(options: EvalOptions, log: Log) -> EvalReport:
+    folder = ResultsFolder(options.output_path)
+    env, skipped_rows = _build_environment(options)
+    if options.base_url is not None and not options.dry_run:
+        _endpoint_key(options)  # a missing key is reported before anything is written
+    if options.dry_run:
+        return await _dry_run(env, skipped_rows, folder.path, options.concurrency, log)
+    for problem in skipped_rows:
+        log(f"skipped an invalid taskset row: {problem}")
+    pairs = _plan(env, options.rollouts_per_task)
+    pending = _pending_pairs(folder, pairs, resuming=options.resume is not None)
+    if options.resume is None:
+        folder.write_run({"options": options.to_json(), "planned_rollouts": len(pairs)})
+    log(f"results: {folder.path} ({len(pairs) - len(pending)} of {len(pairs)} rollouts already finished)")
+    if pending:
+        async with _open_model(options, log) as endpoint:
+            await _run_pairs(env, endpoint, pending, folder, options, total=len(pairs))
+    summary = summarize(folder.read_rows(), planned=len(pairs))
+    table = render_table(summary)
+    folder.write_summary(summary, table)
+    return EvalReport(folder.path, summary, table)
+
+
+# -- the environment and the plan -----------------------------------------------------------------------------------
+
+
+def _build_environment(options: EvalOptions) -> tuple[HUDGym, tuple[str, ...]]:
+    """The environment for the options, and the problems of any taskset rows that were skipped."""
+    config = load_config(options.config, max_turns=options.max_turns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TasksetWarning)  # the skipped rows are reported from `problems` instead
+        taskset = load_taskset(options.taskset, num_tasks=options.num_tasks)
+    return HUDGym(config, taskset.tasks), taskset.problems
+
+
+def _plan(env: HUDGym, rollouts_per_task: int) -> list[_Pair]:
+    """Every (task, rollout index) pair of the run, task by task."""
+    import datasets
+
+    were_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # formatting a few prompts needs no progress bar of its own
+    try:
+        rows = env.get_eval_dataset().to_list()
+    finally:
+        if not were_disabled:
+            datasets.enable_progress_bars()
+    return [
+        _Pair(int(row["example_id"]), index, env.tasks[int(row["example_id"])].id, row)
+        for row in rows
+        for index in range(rollouts_per_task)
+    ]
+
+
+def _pending_pairs(folder: ResultsFolder, pairs: list[_Pair], *, resuming: bool) -> list[_Pair]:
+    """The pairs still to run; a fresh run refuses a folder that already holds results."""
+    rows = folder.read_rows()
+    if rows and not resuming:
+        raise ConfigError(
+            f"--output {str(folder.path)!r} already holds {len(rows)} results; pass --resume {folder.path} to "
+            "finish that run, or choose another --output folder"
+        )
+    task_ids = {pair.example_id: pair.task_id for pair in pairs}
+    moved = sorted(
+        {
+            (row["example_id"], row.get("task_id"))
+            for row in rows
+            if task_ids.get(row["example_id"]) not in (None, row.get("task_id"))
+        }
+    )
+    if moved:
+        details = ", ".join(f"task {index} was {old!r}, now {task_ids[index]!r}" for index, old in moved)
+        raise ConfigError(f"--resume {str(folder.path)!r}: the taskset changed since that run ({details})")
+    finished = {pair_key(row) for row in rows}
+    return [pair for pair in pairs if (pair.example_id, pair.rollout_index) not in finished]
+
+
+# -- the model ------------------------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _open_model(options: EvalOptions, log: Log) -> AsyncIterator[_Endpoint]:
+    """The verifiers client for the options' model; its HTTP client is closed afterwards."""
+    import verifiers as vf
+
+    if options.base_url is not None:
+        openai_client = _endpoint_client(options)
+        name = str(options.model)
+        description = {"kind": "endpoint", "base_url": options.to_json()["base_url"], "model": name}
+    else:
+        openai_client, name, description = await _local_client(options, log)
+    try:
+        yield _Endpoint(vf.OpenAIChatCompletionsClient(openai_client), name, description)
+    finally:
+        await openai_client.close()
+
+
+def _endpoint_key(options: EvalOptions) -> str:
+    """The API key for `--base-url`, read from the variable `--api-key-env` names (checked before anything runs)."""
+    base_url = str(options.base_url)
+    variable = options.api_key_env
+    if variable is None:
+        if not is_local_url(base_url):
+            raise ConfigError(
+                f"--base-url {base_url} is not on this machine, so it needs an API key: pass --api-key-env VAR, "
+                "naming the environment variable that holds the key"
+            )
+        return NO_API_KEY
+    key = os.environ.get(variable)
+    if not key:
+        raise ConfigError(f"--api-key-env {variable}: the environment variable {variable} is not set; export it first")
+    return key
+
+
+def _endpoint_client(options: EvalOptions) -> Any:
+    """An `AsyncOpenAI` for `--base-url`, its key read from `--api-key-env`."""
+    from openai import AsyncOpenAI
+
+    return AsyncOpenAI(base_url=str(options.base_url), api_key=_endpoint_key(options), max_retries=0)
+
+
+async def _local_client(options: EvalOptions, log: Log) -> tuple[Any, str, dict[str, Any]]:
+    """Load the embedded model (converting it once) or the --model-path folder, behind an in-process endpoint."""
+    from hud_vf_gym.local_model.endpoint import local_openai_client
+    from hud_vf_gym.local_model.model import load_local_model, resolve_model_folder
+
+    def converting(folder: Path) -> None:
+        log(f"converting the embedded model once to {folder} (about 30 s; later runs reuse it)")
+
+    folder = await asyncio.to_thread(resolve_model_folder, options.model_path, on_convert=converting)
+    log(f"loading {folder}")
+    model = await asyncio.to_thread(load_local_model, folder)
+    return local_openai_client(model), model.name, {"kind": "local", "folder": str(folder), "model": model.name}
+
+
+# -- running --------------------------------------------------------------------------------------------------------
+
+
+async def _run_pairs(
+    env: HUDGym, endpoint: _Endpoint, pairs: list[_Pair], folder: ResultsFolder, options: EvalOptions, *, total: int
+) -> None:
+    """Run the pairs `--concurrency` at a time, appending each result as it finishes, with a progress bar."""
+    from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
+
+    slots = asyncio.Semaphore(options.concurrency)
+    progress = tqdm(total=total, initial=total - len(pairs), desc="rollouts", unit="rollout", file=sys.stderr)
+    rewards: list[float] = []
+
+    async def run(pair: _Pair) -> None:
+        async with slots:
+            row = await _run_pair(env, endpoint, pair, options)
+        folder.append(row)
+        rewards.append(float(row.get("reward") or 0.0))
+        progress.update(1)
+        progress.set_postfix(mean_reward=f"{sum(rewards) / len(rewards):.3f}")
+
+    tasks = [asyncio.create_task(run(pair)) for pair in pairs]
+    try:
+        await asyncio.gather(*tasks)
+    finally:  # after a user error (or Ctrl-C): stop the other rollouts and every server they started
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await env.harness.close_all()
+        progress.close()
+
+
+def _sampling_args(options: EvalOptions, rollout_index: int) -> dict[str, Any]:
+    sampling: dict[str, Any] = {"temperature": options.temperature, "max_tokens": options.max_tokens}
+    if options.seed is not None:
+        sampling["seed"] = options.seed + rollout_index  # rollouts of one task differ when sampling
+    return sampling
+
+
+async def _run_pair(env: HUDGym, endpoint: _Endpoint, pair: _Pair, options: EvalOptions) -> dict[str, Any]:
+    """One rollout, scored, as a results row; an unexpected failure becomes that row's infrastructure error."""
+    try:
+        output = await env.run_rollout(
+            pair.rollout_input,
+            endpoint.client,
+            endpoint.name,
+            _sampling_args(options, pair.rollout_index),
+            max_retries=0,
+            state_columns=[SUMMARY_KEY],
+        )
+        row: dict[str, Any] = dict(output)
+    except (ConfigError, TaskError, DependencyNotInstalled):
+        raise  # a user error stops the whole run with its message: every other rollout would fail the same way
+    except Exception as exc:  # the rollout boundary: recorded as this rollout's infrastructure error, not scored
+        row = _failed_row(pair, exc)
+    return {**row, "task_id": pair.task_id, "rollout_index": pair.rollout_index, "model": endpoint.name}
+
+
+def _failed_row(pair: _Pair, exc: BaseException) -> dict[str, Any]:
+    message = str(exc) or type(exc).__name__
+    error = {"error": type(exc).__name__, "message": message, "error_chain_repr": repr(exc), "error_chain_str": message}
+    return {
+        "example_id": pair.example_id,
+        "prompt": None,
+        "completion": None,
+        "reward": None,
+        "metrics": {},
+        "error": error,
+    }
+
+
+# -- dry run --------------------------------------------------------------------------------------------------------
+
+
+async def _dry_run(env: HUDGym, skipped_rows: tuple[str, ...], output: Path, concurrency: int, log: Log) -> EvalReport:
+    """Check every task's server and tools; the exit status is non-zero when any task is broken."""
+    try:
+        checks = await check_tasks(env.harness, env.tasks, concurrency=concurrency)
+    finally:
+        await env.harness.close_all()
+    table = render_checks(checks, skipped_rows)
+    broken = any(not check.ok for check in checks) or bool(skipped_rows)
+    summary = {
+        "dry_run": [{"task_id": c.task_id, "tools": list(c.tools), "problems": list(c.problems)} for c in checks]
+    }
+    return EvalReport(output, summary, table, DRY_RUN_FAILED if broken else 0)

@@ -1,0 +1,188 @@
+"""The weighted rubric: five components from seed 002, each a small reward function over the episode record.
+
+| component           | value in [0, 1]                                                                      |
+|---------------------|--------------------------------------------------------------------------------------|
+| task_completion     | the grade the task's evaluate tool returned (0 when the evaluation itself failed)    |
+| tool_execution      | turns whose action ran without error / turns the environment acted on              |
+| format_compliance   | mean over turns of (xml_weight * tag score + action_weight * valid action), normalised |
+| screenshot_behavior | 1 when the first action takes a screenshot                                            |
+| thinking_quality    | mean over turns of thirds: thinking present, its length within bounds, not a copy     |
+
+Every component is reported as a metric even when its weight is 0, and so are the counts behind them
+(`tool_attempts`, `parse_errors`, `action_errors`, `tool_errors`, `evaluation_failed`, `env_seconds`).
+All functions read `state["hud"]` (an `EpisodeRecord`); none of them parses model text.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import verifiers as vf
+
+from hud_vf_gym.config import ParserConfig, RubricConfig, ThinkingBounds
+from hud_vf_gym.core.parser import ToolXMLParser
+from hud_vf_gym.core.record import STATE_KEY, EpisodeRecord, TurnOutcome, TurnRecord
+
+__all__ = [
+    "HUDRubric",
+    "format_compliance",
+    "screenshot_behavior",
+    "task_completion",
+    "thinking_quality",
+    "tool_execution",
+]
+
+
+def _episode(state: vf.State) -> EpisodeRecord | None:
+    record = state.get(STATE_KEY)
+    return record if isinstance(record, EpisodeRecord) else None
+
+
+def task_completion(state: vf.State) -> float:
+    """The task's grade from its evaluate tool; 0 when there is none or the evaluation failed."""
+    episode = _episode(state)
+    if episode is None or episode.grade is None or episode.grade.is_error:
+        return 0.0
+    return float(episode.grade.reward)
+
+
+def tool_execution(state: vf.State) -> float:
+    """Successful actions / attempted actions; no call, bad syntax or an unknown action count as failures."""
+    episode = _episode(state)
+    attempted = episode.attempted_turns if episode else []
+    if not attempted:
+        return 0.0
+    return sum(turn.succeeded for turn in attempted) / len(attempted)
+
+
+def turn_format_score(turn: TurnRecord, parser_config: ParserConfig) -> float:
+    """One turn's format score: tags weighted by xml_weight, a valid action by action_weight.
+
+    A turn the environment never acted on (the episode ended first) was never mapped, so its action counts as
+    valid when its call parsed: the model is not penalised for a step the environment cut off.
+    """
+    total = parser_config.xml_weight + parser_config.action_weight
+    xml_part = parser_config.xml_weight * turn.parsed.xml_score
+    valid = turn.action_valid if turn.attempted else turn.parsed.call is not None
+    action_part = parser_config.action_weight * (1.0 if valid else 0.0)
+    return (xml_part + action_part) / total
+
+
+def format_compliance(state: vf.State, parser_config: ParserConfig) -> float:
+    """Mean format score over every assistant turn, the last one included even when it was never executed."""
+    episode = _episode(state)
+    if episode is None or not episode.turns:
+        return 0.0
+    return sum(turn_format_score(turn, parser_config) for turn in episode.turns) / len(episode.turns)
+
+
+def screenshot_behavior(state: vf.State) -> float:
+    """1 when the episode's first action took a screenshot, else 0."""
+    episode = _episode(state)
+    first = episode.first_action() if episode else None
+    if first is None:
+        return 0.0
+    call = first.tool_call
+    takes_screenshot = first.action == "screenshot" or (
+        call is not None and call.arguments.get("action") == "screenshot"
+    )
+    return 1.0 if takes_screenshot else 0.0
+
+
+def turn_thinking_score(turn: TurnRecord, previous_think: str | None, bounds: ThinkingBounds) -> float:
+    """Thirds for: thinking present; its length within [min_chars, max_chars]; not a near-copy of the last turn's."""
+    think = (turn.parsed.think or "").strip()
+    if not think:
+        return 0.0
+    within_bounds = bounds.min_chars <= len(think) <= bounds.max_chars
+    similarity = difflib.SequenceMatcher(None, think, previous_think).ratio() if previous_think else 0.0
+    novel = similarity <= bounds.max_similarity
+    return (1.0 + within_bounds + novel) / 3.0
+
+
+def thinking_quality(state: vf.State, thinking_bounds: ThinkingBounds) -> float:
+    """Mean thinking score over every assistant turn (see `turn_thinking_score`)."""
+    episode = _episode(state)
+    if episode is None or not episode.turns:
+        return 0.0
+    scores, previous = [], None
+    for turn in episode.turns:
+        scores.append(turn_thinking_score(turn, previous, thinking_bounds))
+        previous = (turn.parsed.think or "").strip() or previous
+    return sum(scores) / len(scores)
+
+
+def tool_attempts(state: vf.State) -> float:
+    """How many turns the environment acted on."""
+    episode = _episode(state)
+    return float(len(episode.attempted_turns)) if episode else 0.0
+
+
+def parse_errors(state: vf.State) -> float:
+    """Turns with no tool call or one that could not be parsed."""
+    episode = _episode(state)
+    return float(episode.count(TurnOutcome.PARSE_ERROR)) if episode else 0.0
+
+
+def action_errors(state: vf.State) -> float:
+    """Turns whose call named an unknown action, had bad arguments or tried a lifecycle tool."""
+    episode = _episode(state)
+    return float(episode.count(TurnOutcome.ACTION_ERROR)) if episode else 0.0
+
+
+def tool_errors(state: vf.State) -> float:
+    """Turns whose tool ran and reported an error."""
+    episode = _episode(state)
+    return float(episode.count(TurnOutcome.TOOL_ERROR)) if episode else 0.0
+
+
+def evaluation_failed(state: vf.State) -> float:
+    """1 when the task's evaluation returned an error (so task_completion is 0 for that reason)."""
+    episode = _episode(state)
+    return 1.0 if episode is not None and episode.grade is not None and episode.grade.is_error else 0.0
+
+
+def env_seconds(state: vf.State) -> float:
+    """Seconds spent in the environment (setup, tool calls, evaluation), as opposed to the model."""
+    episode = _episode(state)
+    return episode.setup_seconds + episode.env_seconds + episode.evaluate_seconds if episode else 0.0
+
+
+COMPONENTS = {
+    "task_completion": task_completion,
+    "tool_execution": tool_execution,
+    "format_compliance": format_compliance,
+    "screenshot_behavior": screenshot_behavior,
+    "thinking_quality": thinking_quality,
+}
+METRICS = [tool_attempts, parse_errors, action_errors, tool_errors, evaluation_failed, env_seconds]
+
+
+class HUDRubric(vf.Rubric):  # type: ignore[misc]  # verifiers ships no type information
+    """The five weighted components plus count metrics, configured from a config's `rubric` and `parser` sections.
+
+    Args:
+        rubric_config: weights and thinking bounds.
+        parser_config: the xml/action split of format_compliance.
+        parser: the turn parser (verifiers passes it to reward functions as `parser`).
+    """
+
+    def __init__(self, rubric_config: RubricConfig, parser_config: ParserConfig, parser: ToolXMLParser) -> None:
+        """Register every component with its weight and every count as a zero-weight metric."""
+        weights = rubric_config.weights.model_dump()
+        super().__init__(
+            funcs=list(COMPONENTS.values()),
+            weights=[weights[name] for name in COMPONENTS],
+            parser=parser,
+        )
+        for metric in METRICS:
+            self.add_metric(metric)
+        # injected by name into the functions that declare these parameters
+        self.add_class_object("parser_config", parser_config)
+        self.add_class_object("thinking_bounds", rubric_config.thinking)
+
+    @property
+    def weights_by_name(self) -> dict[str, Any]:
+        """The weight of each component, by name."""
+        return dict(zip(COMPONENTS, self.weights, strict=False))

@@ -1,0 +1,1 @@
+"""The embedded default model (SmolLM2-135M-Instruct) and its in-process OpenAI-compatible endpoint."""

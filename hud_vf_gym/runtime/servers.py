@@ -1,0 +1,185 @@
+"""What an `mcp_config` may say: validated server entries, and the HUD hub's API-key check.
+
+`mcp_config` maps server names to entries in the Cursor/Claude `mcpServers` shape that HUD and fastmcp use:
+
+- stdio: `{"command": "docker", "args": ["run", "--rm", "-i", "<image>"], "env": {...}, "cwd": "..."}`;
+- remote: `{"url": "https://mcp.hud.ai/v3/mcp", "headers": {...}, "transport": "http" | "streamable-http" | "sse"}`,
+  the transport inferred from the URL when absent.
+
+Entries are validated after `${VAR}` resolution; messages name the server and the field, never a value (values
+may be secrets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hud_vf_gym.errors import ConfigError
+from hud_vf_gym.runtime.variables import template_variables
+
+__all__ = ["HUB_HOSTS", "RemoteServer", "ServerEntry", "StdioServer", "check_hub_credentials", "parse_mcp_config"]
+
+HUB_HOSTS = frozenset({"mcp.hud.so", "mcp.hud.ai"})
+"""Hosts of HUD's hosted MCP hub, which needs `Authorization: Bearer <HUD_API_KEY>`."""
+
+
+class StdioServer(BaseModel):
+    """An `mcp_config` entry for a server started as a child process that speaks MCP over stdin/stdout."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: str = Field(min_length=1, description="The executable, e.g. `docker` or `python`.")
+    args: list[str] = Field(default_factory=list, description="Its arguments; `arguments` is accepted as a typo.")
+    env: dict[str, str] = Field(default_factory=dict, description="Variables added to mcp's safe default set.")
+    cwd: str | None = Field(default=None, description="Working directory of the child process.")
+    transport: Literal["stdio"] | None = Field(default=None, description="Only `stdio` makes sense here.")
+
+
+class RemoteServer(BaseModel):
+    """An `mcp_config` entry for a server reached by URL, over streamable HTTP or SSE."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(pattern=r"^https?://", description="The MCP endpoint, e.g. `https://mcp.hud.ai/v3/mcp`.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent with every request.")
+    transport: Literal["http", "streamable-http", "sse"] | None = Field(
+        default=None, description="Inferred when absent: a URL path containing `/sse` means SSE, else HTTP."
+    )
+
+    @property
+    def uses_sse(self) -> bool:
+        """Whether to connect over SSE (explicitly, or inferred from the URL as HUD and fastmcp do)."""
+        if self.transport is not None:
+            return self.transport == "sse"
+        path = urlparse(self.url).path.rstrip("/")
+        return path.endswith("/sse") or "/sse/" in path
+
+
+ServerEntry = StdioServer | RemoteServer
+"""One validated server entry of an `mcp_config`."""
+
+
+def parse_mcp_config(mcp_config: Mapping[str, Any]) -> dict[str, ServerEntry]:
+    """Validate every server entry of `mcp_config` and return them by server name.
+
+    Raises:
+        ConfigError: listing every problem of every entry at once.
+    """
+    if not isinstance(mcp_config, Mapping) or not mcp_config:
+        raise ConfigError(
+            "mcp_config must map server names to server entries, e.g. "
+            '{"local": {"command": "docker", "args": ["run", "--rm", "-i", "<image>"]}}; '
+            f"got {_kind_of(mcp_config)}"
+        )
+    entries: dict[str, ServerEntry] = {}
+    problems: list[str] = []
+    for name, raw_entry in mcp_config.items():
+        entry = _parse_entry(str(name), raw_entry, problems)
+        if entry is not None:
+            entries[str(name)] = entry
+    if problems:
+        count = len(problems)
+        header = f"{count} problem{'s' if count != 1 else ''} in mcp_config"
+        raise ConfigError("\n  ".join([header, *problems]))
+    return entries
+
+
+def _parse_entry(name: str, raw_entry: Any, problems: list[str]) -> ServerEntry | None:
+    """Validate one entry, appending its problems (with the server's name) to `problems`."""
+    if not isinstance(raw_entry, Mapping):
+        problems.append(
+            f"server {name!r}: expected a mapping with 'command' (stdio) or 'url' (HTTP/SSE), got {_kind_of(raw_entry)}"
+        )
+        return None
+    if ("command" in raw_entry) == ("url" in raw_entry):
+        which = "both 'command' and 'url'" if "command" in raw_entry else "neither 'command' nor 'url'"
+        problems.append(f"server {name!r}: has {which}; give 'command' for a stdio server or 'url' for a remote one")
+        return None
+    model: type[StdioServer] | type[RemoteServer] = StdioServer if "command" in raw_entry else RemoteServer
+    data = dict(raw_entry)
+    if model is StdioServer and "arguments" in data and "args" not in data:
+        data["args"] = data.pop("arguments")  # hud-python's Oct-2025 rename of every "args" key to "arguments"
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_describe_validation_error(name, model, exc))
+        return None
+
+
+def _kind_of(value: Any) -> str:
+    """Name a value's type for a message without quoting it (a resolved value may hold a secret)."""
+    return "an empty mapping" if isinstance(value, Mapping) else f"a value of type {type(value).__name__}"
+
+
+def _describe_validation_error(name: str, model: type[BaseModel], exc: ValidationError) -> list[str]:
+    """One line per pydantic error, with the field's location; input values are left out (they may be secrets)."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        location = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            message = f"unknown field; expected one of {', '.join(model.model_fields)}"
+        else:
+            message = error["msg"]
+        lines.append(f"server {name!r}: {location}: {message}")
+    return lines
+
+
+def check_hub_credentials(resolved_config: Mapping[str, Any], unresolved_config: Mapping[str, Any]) -> None:
+    """Refuse, before connecting, a HUD hub entry whose Authorization header resolves to an empty bearer token.
+
+    An entry counts as the hub when its URL's host is in `HUB_HOSTS` or its unresolved headers use `HUD_API_KEY`.
+    Connecting with `Bearer ` fails with "Illegal header value" and then hangs (hud-python#110).
+
+    Raises:
+        ConfigError: naming each such server and the variable to export.
+    """
+    problems = []
+    for name, entry in resolved_config.items():
+        raw_entry = unresolved_config.get(name)
+        if (
+            not isinstance(entry, Mapping)
+            or not isinstance(raw_entry, Mapping)
+            or not isinstance(entry.get("url"), str)
+        ):
+            continue
+        raw_headers = _headers_of(raw_entry)
+        headers = _headers_of(entry)
+        if urlparse(entry["url"]).hostname not in HUB_HOSTS and "HUD_API_KEY" not in template_variables(raw_headers):
+            continue
+        problem = _hub_authorization_problem(headers, raw_headers)
+        if problem:
+            problems.append(f"mcp_config server {name!r} ({raw_entry.get('url')}): {problem}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def _headers_of(entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An entry's `headers`, or an empty mapping when it has none (or something else under that key)."""
+    headers = entry.get("headers")
+    return headers if isinstance(headers, Mapping) else {}
+
+
+def _hub_authorization_problem(headers: Mapping[str, Any], raw_headers: Mapping[str, Any]) -> str | None:
+    """Say what is wrong with a hub entry's Authorization header, or None when it carries a token."""
+    key = next((header for header in headers if str(header).lower() == "authorization"), None)
+    if key is None:
+        return (
+            'has no Authorization header; add "Authorization": "Bearer ${HUD_API_KEY}" to its headers and '
+            "export HUD_API_KEY=... (your HUD API key)"
+        )
+    value = headers[key]
+    if not isinstance(value, str):  # parse_mcp_config reports that
+        return None
+    words = value.split()
+    if words and not (len(words) == 1 and words[0].lower() == "bearer"):
+        return None
+    variables = sorted(template_variables(raw_headers.get(key, ""))) or ["HUD_API_KEY"]
+    exports = " and ".join(f"export {variable}=..." for variable in variables)
+    return (
+        f"the Authorization header resolves to an empty bearer token ({value!r}), which the HUD hub refuses; "
+        f"set the key before starting: {exports} (your HUD API key)"
+    )

@@ -65,14 +65,14 @@ def _recipe(recipe: Any) -> str:
     return ", ".join(f"{key} {recipe[key]}" for key in RECIPE_KEYS if recipe.get(key) is not None)
 
 
-def _keys(the_plan: TrainPlan) -> str:
-    if not the_plan.keys:
-        return "none"
+def _keys(the_plan: TrainPlan) -> list[str]:
     words = []
     for key in the_plan.keys:
         state = f"from {key.source}" if key.source else ("NOT SET" if key.required else "not set")
         words.append(f"{key.name} {state} ({key.needed_by})")
-    return "; ".join(words)
+    if the_plan.env_file:
+        words.append(f".env: {the_plan.env_file}")
+    return words or ["none"]
 
 
 def _cost(placement: Placement) -> str | None:
@@ -109,8 +109,7 @@ def describe_plan(the_plan: TrainPlan) -> str:
     if placement.remote:
         code += f"; the checkout {the_plan.source_root} is uploaded and installed with [train,gpu] on every machine"
     lines.append(_line("code", code))
-    env_file = f"; .env: {the_plan.env_file}" if the_plan.env_file else ""
-    lines.append(_line("keys", _keys(the_plan) + env_file))
+    lines += [_line("keys" if index == 0 else "", text) for index, text in enumerate(_keys(the_plan))]
     cost = _cost(placement)
     if cost:
         lines.append(_line("cost", cost))

@@ -119,7 +119,8 @@ def test_launch_streams_logs_copies_checkpoints_back_and_tears_down(fake_cloud: 
     ]  # fmt: skip
     launch = records(fake_cloud)[0]
     assert launch["argv"] == [
-        "launch", "--cluster", "t1", "--detach-run", "--yes", "--secret", "WANDB_API_KEY", str(output / "sky-task.yaml"),
+        "launch", "--cluster", "t1", "--detach-run", "--yes", "--secret", "WANDB_API_KEY",
+        str(output / "sky-task.yaml"),
     ]  # fmt: skip
     assert launch["secrets_set"] == {"WANDB_API_KEY": True}  # sky reads the value from its environment
     assert launch["task_yaml"] is not None and "infra: primeintellect" in launch["task_yaml"]

@@ -80,8 +80,8 @@ def _offer_dataset(project: Path, lock: Path) -> bool:
 
     guesses = [name for name in _TASK_FILES if (project / name).is_file()]
     guesses += sorted(path.name for path in project.glob("*tasks*.json*") if path.name not in guesses)
-    tasks = ask("Tasks file to save as the dataset (empty: skip)", guesses[0] if guesses else "")
-    if not tasks:
+    tasks = ask("Tasks file to save as the dataset (- to skip)", guesses[0] if guesses else "-")
+    if tasks == "-":
         return False
     default_name = re.sub(r"[^\w.-]+", "-", project.name).strip("-.") or "tasks"
     name = ask("Dataset name", default_name)

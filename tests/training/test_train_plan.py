@@ -173,7 +173,7 @@ def test_missing_inputs_are_one_message_each_naming_file_and_command(tmp_path: P
     with pytest.raises(ConfigError) as error:
         plan(TrainOptions(project=str(project)), environ=clean_environ(home))
     lines = str(error.value).splitlines()
-    assert lines[0] == "hud-vf-gym train: 2 missing inputs"
+    assert lines[0] == "2 missing inputs"
     assert lines[1] == (
         f"  - configs/{ENV_NAME}.yaml: no environment config for {project / 'hud.lock.yaml'} (configs/ has no "
         f"config); create it with `hud-vf-gym init {project}` (it reads hud.lock.yaml), or pass --config PATH"

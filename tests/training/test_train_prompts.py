@@ -98,7 +98,7 @@ def test_terminal_declined_fixes_end_in_one_message_per_missing_input(tmp_path: 
     terminal.send("n")
     terminal.expect("Tasks file to save as the dataset (- to skip) [-]:")
     terminal.send("")
-    terminal.expect("hud-vf-gym train: error: hud-vf-gym train: 2 missing inputs")
+    terminal.expect("hud-vf-gym train: error: 2 missing inputs")
     assert terminal.finish() == 2
     shown = " ".join(terminal.output.split())
     assert f"- configs/{ENV_NAME}.yaml: no environment config for" in shown
@@ -121,5 +121,5 @@ def test_without_a_terminal_nothing_is_asked(tmp_path: Path) -> None:
     )
     assert completed.returncode == 2
     assert "[Y/n]" not in completed.stdout + completed.stderr
-    assert completed.stderr.startswith("hud-vf-gym train: error: hud-vf-gym train: 2 missing inputs\n  - configs/")
+    assert completed.stderr.startswith("hud-vf-gym train: error: 2 missing inputs\n  - configs/")
     assert not (project / "configs").exists()

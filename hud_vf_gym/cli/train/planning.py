@@ -95,7 +95,7 @@ class TrainPlan:
         """
         if self.blockers:
             count = len(self.blockers)
-            header = f"hud-vf-gym train cannot start yet: {count} thing{'s' if count != 1 else ''} to fix"
+            header = f"cannot start yet: {count} thing{'s' if count != 1 else ''} to fix"
             raise ConfigError("\n  - ".join([header, *self.blockers]))
 
     def describe(self) -> str:
@@ -182,7 +182,7 @@ def plan(options: TrainOptions, *, environ: Mapping[str, str] | None = None) -> 
 def _raise_missing(problems: list[Missing]) -> None:
     if problems:
         count = len(problems)
-        header = f"hud-vf-gym train: {count} missing input{'s' if count != 1 else ''}"
+        header = f"{count} missing input{'s' if count != 1 else ''}"
         raise ConfigError("\n  - ".join([header, *(problem.message for problem in problems)]))
 
 

@@ -19,7 +19,7 @@ import pytest
 from hud_vf_gym.cli.train import TrainOptions, plan
 from hud_vf_gym.training.placement import SINGLE_NODE_INFRAS, GpuRequest, Placement
 from hud_vf_gym.training.placement.skypilot import build_sky_task
-from training.train_projects import ENV_NAME, ROOT, clean_environ, cli, write_project
+from tests.training.train_projects import ENV_NAME, ROOT, clean_environ, cli, write_project
 
 CHECKER = Path(__file__).with_name("sky_check.py")
 SKY_PYTHON = Path(os.environ.get("HUD_VF_GYM_SKY_PYTHON") or ROOT / ".venv-sky" / "bin" / "python")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from hud_vf_gym.cli.train import TrainOptions, plan, start
-from training.train_projects import clean_environ
+from tests.training.train_projects import clean_environ
 
 RUN_TIMEOUT_S = 1700  # one step took 55 s on quiet cores and 29 minutes with ~6 other jobs on the same two
 

@@ -16,7 +16,7 @@ from hud_vf_gym.cli.train import TrainOptions, plan
 from hud_vf_gym.cli.train.inputs import load_env_file
 from hud_vf_gym.errors import ConfigError
 from hud_vf_gym.training.placement import GpuRequest, Placement
-from training.train_projects import ENV_NAME, ROOT, SECRET, clean_environ, prime_credentials, write_project
+from tests.training.train_projects import ENV_NAME, ROOT, SECRET, clean_environ, prime_credentials, write_project
 
 
 def flat(text: str) -> str:

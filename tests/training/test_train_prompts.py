@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from hud_vf_gym.config import load_config
-from training.train_projects import ENV_NAME, SECRET, clean_environ, cli, write_project
+from tests.training.train_projects import ENV_NAME, SECRET, clean_environ, cli, write_project
 
 WAIT_S = 180.0  # bound on each wait for the command's next output (it imports the package, then plans)
 

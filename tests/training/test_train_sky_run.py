@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from hud_vf_gym.cli.train import TrainOptions, execute, plan, start
-from training.train_projects import clean_environ, cli, prime_credentials
+from tests.training.train_projects import clean_environ, cli, prime_credentials
 
 WAIT_S = 120.0  # bound on every wait for the command (it imports the package: seconds on a busy machine)
 WANDB_VALUE = "wandb-test-value-never-written"

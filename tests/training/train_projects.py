@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout: train/grpo.py, configs/
+from tests.support import REPO_ROOT as ROOT  # the checkout: train/grpo.py, configs/
+
 SECRET = "sk-hud-test-0123456789"  # a key value that must never be printed
 IMAGE = "hud-vf-gym-test/never-pulled:0.1"
 ENV_NAME = "never-pulled"  # what `hud-vf-gym init` names the config of IMAGE

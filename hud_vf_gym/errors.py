@@ -6,6 +6,7 @@ HUDGymError
 ├── TaskError                a bad task row or taskset source (user error)
 │   └── TasksetError         a taskset with one or more bad rows, all of them listed
 ├── DependencyNotInstalled   an optional extra is missing; the message has the pip command
+├── NotAllowedError          a training-service request asks for a command or variable the operator did not allow
 └── MCPServerError           an MCP server failed (infrastructure; also a verifiers InfraError)
     ├── ServerStartError     the server could not be started, reached, or initialised in time
     ├── ServerTimeoutError   a tool call (or tools/list) ran past its timeout
@@ -28,6 +29,7 @@ __all__ = [
     "DependencyNotInstalled",
     "HUDGymError",
     "MCPServerError",
+    "NotAllowedError",
     "ServerConnectionError",
     "ServerStartError",
     "ServerTimeoutError",
@@ -63,6 +65,10 @@ class TasksetError(TaskError):
 
 class DependencyNotInstalled(HUDGymError, ImportError):
     """Raised when the user calls a feature whose optional dependencies are not installed."""
+
+
+class NotAllowedError(HUDGymError):
+    """Raised when a request to the training service names a command or variable its operator has not allowed."""
 
 
 class MCPServerError(HUDGymError, vf.InfraError):  # type: ignore[misc]  # verifiers ships no types

@@ -4,6 +4,7 @@
 hud-vf-gym eval [--taskset 2048] [--config 2048] [--num-tasks 5] [--base-url URL --model NAME] ...
 hud-vf-gym init SERVER [-o configs/NAME.yaml]
 hud-vf-gym dataset TASKS --name NAME [--push]
+hud-vf-gym serve [--host 127.0.0.1] [--port 8000] [--state-dir .hud-vf-gym]
 ```
 
 Adding a subcommand: write a module that defines `COMMAND = Command(...)` (see `hud_vf_gym.cli.command`) and add
@@ -31,6 +32,7 @@ COMMAND_MODULES = (
     "hud_vf_gym.cli.eval.command",
     "hud_vf_gym.cli.init.command",
     "hud_vf_gym.cli.dataset",
+    "hud_vf_gym.cli.serve",
 )
 
 

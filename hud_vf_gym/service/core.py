@@ -200,7 +200,11 @@ class TrainingService:
             key_env = self.settings.default_api_key_env
         else:
             base_url, model, key_env = "", "", None  # the embedded model, loaded in the training process
-        values = {"HUD_VF_GYM_JUDGE_BASE_URL": base_url, "HUD_VF_GYM_JUDGE_MODEL": spec.judge_model or model}
+        values = {
+            "HUD_VF_GYM_JUDGE_BASE_URL": base_url,
+            "HUD_VF_GYM_JUDGE_MODEL": spec.judge_model or model,
+            "HUD_VF_GYM_RULER_GROUP_SIZE": str(spec.num_generations),
+        }
         if key_env:
             values["HUD_VF_GYM_JUDGE_API_KEY_ENV"] = key_env
         return values

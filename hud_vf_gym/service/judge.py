@@ -13,12 +13,13 @@ The judge endpoint is, in order: the request's `judge`, the service's default en
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 import json
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,16 @@ from hud_vf_gym.service.models import EvaluateRequest, EvaluateResponse, Traject
 from hud_vf_gym.service.security import check_env_variable
 from hud_vf_gym.service.sources import RequestError
 
-__all__ = ["DEFAULT_RUBRIC", "JudgeEndpoint", "evaluate", "judge_trajectories", "parse_scores", "ruler_prompt"]
+__all__ = [
+    "DEFAULT_RUBRIC",
+    "JudgeEndpoint",
+    "evaluate",
+    "evaluate_with_client",
+    "judge_trajectories",
+    "parse_scores",
+    "prompt_judge",
+    "ruler_prompt",
+]
 
 DEFAULT_RUBRIC = (
     "A trajectory that achieves its goal scores higher than one that does not. Between two that both succeed or "
@@ -112,9 +122,10 @@ async def _complete(client: Any, endpoint: JudgeEndpoint, messages: list[dict[st
     return str(response.choices[0].message.content or "")
 
 
-async def _prompt_judge(
+async def prompt_judge(
     client: Any, endpoint: JudgeEndpoint, request: EvaluateRequest, rubric: str
 ) -> list[tuple[float | None, str]]:
+    """(score, explanation) per trajectory from this service's judge prompt: one RULER call, or one per trajectory."""
     trajectories = request.trajectories
     if request.method == "ruler":
         return parse_scores(await _complete(client, endpoint, ruler_prompt(trajectories, rubric)), len(trajectories))
@@ -168,7 +179,7 @@ async def evaluate(request: EvaluateRequest, endpoint: JudgeEndpoint, client: An
     elif request.method == "ruler" and endpoint.base_url is not None and _art_available():
         results, backend, judge = await _art_ruler(request.trajectories, endpoint, rubric), "art", endpoint.model
     else:
-        results, backend, judge = await _prompt_judge(client, endpoint, request, rubric), "prompt", endpoint.model
+        results, backend, judge = await prompt_judge(client, endpoint, request, rubric), "prompt", endpoint.model
     scores = [
         TrajectoryScore(index=index, score=score, rubric_reward=recorded[index], explanation=explanation)
         for index, (score, explanation) in enumerate(results)
@@ -220,11 +231,9 @@ def _judge_endpoint(request: EvaluateRequest, service: TrainingService) -> Judge
     return JudgeEndpoint(base_url, request.judge_model or model, key or "EMPTY")
 
 
-async def judge_trajectories(request: EvaluateRequest, service: TrainingService) -> EvaluateResponse:
-    """`POST /evaluate`: pick the judge, open a client for it, score (see `evaluate`)."""
-    endpoint = _judge_endpoint(request, service)
-    if request.method == "rubric":
-        return await evaluate(request, endpoint, None)
+@contextlib.asynccontextmanager
+async def evaluate_with_client(endpoint: JudgeEndpoint) -> AsyncIterator[Any]:
+    """An `AsyncOpenAI` for the judge: its URL, or the embedded model in process; closed afterwards."""
     from openai import AsyncOpenAI
 
     if endpoint.base_url is None:
@@ -234,8 +243,18 @@ async def judge_trajectories(request: EvaluateRequest, service: TrainingService)
     else:
         client = AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key, timeout=JUDGE_TIMEOUT_S)
     try:
-        return await evaluate(request, endpoint, client)
-    except openai.APIError as exc:
-        raise RequestError(("judge",), service.secrets(f"the judge {endpoint.model} failed: {exc}")) from exc
+        yield client
     finally:
         await client.close()
+
+
+async def judge_trajectories(request: EvaluateRequest, service: TrainingService) -> EvaluateResponse:
+    """`POST /evaluate`: pick the judge, open a client for it, score (see `evaluate`)."""
+    endpoint = _judge_endpoint(request, service)
+    if request.method == "rubric":
+        return await evaluate(request, endpoint, None)
+    async with evaluate_with_client(endpoint) as client:
+        try:
+            return await evaluate(request, endpoint, client)
+        except openai.APIError as exc:
+            raise RequestError(("judge",), service.secrets(f"the judge {endpoint.model} failed: {exc}")) from exc

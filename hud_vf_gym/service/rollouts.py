@@ -24,7 +24,7 @@ from hud_vf_gym.cli.eval.summary import COMPONENTS
 from hud_vf_gym.errors import ConfigError
 from hud_vf_gym.service.core import ConflictError, TrainingService
 from hud_vf_gym.service.logparse import finished_checkpoints
-from hud_vf_gym.service.models import ChatMessage, RolloutRequest, RolloutResponse, Trajectory
+from hud_vf_gym.service.models import TEXT_MAX_CHARS, ChatMessage, RolloutRequest, RolloutResponse, Trajectory
 from hud_vf_gym.service.security import check_env_variable
 from hud_vf_gym.service.sources import RequestError, load_request_config, load_request_tasks, write_tasks_file
 
@@ -51,7 +51,7 @@ def _role(role: Any) -> Literal["system", "user", "assistant", "tool"]:
 def row_to_trajectory(row: Mapping[str, Any]) -> Trajectory:
     """One `results.jsonl` row as a trajectory: messages, reward, components, error."""
     messages = [
-        ChatMessage(role=_role(message.get("role")), content=message_text(message.get("content")))
+        ChatMessage(role=_role(message.get("role")), content=message_text(message.get("content"))[:TEXT_MAX_CHARS])
         for message in [*(row.get("prompt") or []), *(row.get("completion") or [])]
         if isinstance(message, Mapping)
     ]  # fmt: skip

@@ -8,11 +8,11 @@ The runner is one asyncio task in the service. Every `poll_interval_s` it:
    final state (succeeded, failed, canceled, or interrupted when there is no exit status);
 3. starts queued jobs, oldest first, whose GPU set (or the CPU) no running or earlier queued job holds.
 
-A job's process is `python -m hud_vf_gym.service.supervise EXIT_FILE -- <training_command>` in a session of its own,
-so it outlives the service. After a restart, step 1 and 2 treat a job still marked running exactly the same way:
-if its supervisor is alive (same pid and start time) it is re-attached and its log read on from the stored offset;
-if it ended, its exit file says how; if there is none, it is interrupted and can be resumed from its last
-checkpoint.
+A job's process is `python -m hud_vf_gym.service.supervise --detach EXIT_FILE -- <training_command>`: a detached
+supervisor in a session of its own (never the service's child), so it outlives the service. Whether the service
+started it a second ago or before a restart, a running job is followed the same way: while its supervisor is alive
+(same pid and kernel start time) its log is read on from the stored offset; once it ended, its exit file says how;
+if there is none, the job is interrupted and can be resumed from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ from typing import Any
 from hud_vf_gym.service.jobs import JobPaths
 from hud_vf_gym.service.logparse import finished_checkpoints, parse_line
 from hud_vf_gym.service.store import JobRow, JobStore
+from hud_vf_gym.service.supervise import pid_file
 
 __all__ = ["CANCEL_GRACE_S", "CommandBuilder", "JobRunner", "process_start_time", "resource_keys"]
 
+LAUNCH_TIMEOUT_S = 60.0  # starting the supervisor is one interpreter start: ~0.1 s, seconds on a loaded machine
 CANCEL_GRACE_S = 10.0  # after SIGTERM, a training process gets this long to exit before SIGKILL
 READ_CHUNK_BYTES = 1 << 20  # log bytes read per job per poll: a chatty job cannot hold the loop for long
 LAST_LINES_IN_ERROR = 5  # log lines quoted in a failed job's error
@@ -97,7 +99,6 @@ class JobRunner:
         self.paused = paused
         self.filter_text = filter_text
         self.work_dir = work_dir
-        self._children: dict[str, subprocess.Popen[bytes]] = {}  # processes this service instance started
         self._cancel_sent: dict[str, float] = {}  # job id -> when SIGTERM was sent
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Event()
@@ -139,9 +140,7 @@ class JobRunner:
             await asyncio.wait_for(self._changed.wait(), timeout_s)
 
     def close(self) -> None:
-        """Stop following: children keep running (a restarted service re-attaches them); reap the ended ones."""
-        for child in self._children.values():
-            child.poll()
+        """Stop following; running jobs keep running (a restarted service re-attaches them)."""
 
     # -- following a running job ----------------------------------------------------------------------------------
 
@@ -157,13 +156,10 @@ class JobRunner:
         return True
 
     def _is_running(self, job: JobRow) -> bool:
-        child = self._children.get(job.id)
-        if child is not None:
-            return child.poll() is None
         if job.pid is None:  # the service died between starting the supervisor and storing its pid
-            pid_file = JobPaths(Path(job.job_dir), Path(job.output_dir)).exit_file(job.attempt).with_suffix(".pid")
+            exit_file = JobPaths(Path(job.job_dir), Path(job.output_dir)).exit_file(job.attempt)
             with contextlib.suppress(OSError, ValueError):
-                pid = int(pid_file.read_text(encoding="ascii"))
+                pid = int(pid_file(exit_file).read_text(encoding="ascii"))
                 with self.store.write() as connection:
                     self.store.update_job(connection, job.id, pid=pid, pid_start=process_start_time(pid))
                 return _alive(pid, None)
@@ -225,7 +221,6 @@ class JobRunner:
 
     def _finish(self, job: JobRow, paths: JobPaths) -> None:
         """Store the final state of a job whose process has ended."""
-        self._children.pop(job.id, None)
         self._cancel_sent.pop(job.id, None)
         job = self.store.job(job.id) or job
         returncode = _exit_status(paths.exit_file(job.attempt))
@@ -294,32 +289,32 @@ class JobRunner:
             self.store.add_events(connection, job.id, [("state", start)])
         try:
             command, environment = self.build_command(job, paths, resume)
-            child = self._spawn(paths, attempt, command, environment)
+            pid = self._spawn(paths, attempt, command, environment)
         except Exception as exc:  # the job boundary: a job that cannot start fails with the reason, the service stays
             self._fail_to_start(job.id, exc)
             return
-        self._children[job.id] = child
         with self.store.write() as connection:
-            self.store.update_job(connection, job.id, pid=child.pid, pid_start=process_start_time(child.pid))
+            self.store.update_job(connection, job.id, pid=pid, pid_start=process_start_time(pid))
 
-    def _spawn(
-        self, paths: JobPaths, attempt: int, command: list[str], environment: dict[str, str]
-    ) -> subprocess.Popen[bytes]:
+    def _spawn(self, paths: JobPaths, attempt: int, command: list[str], environment: dict[str, str]) -> int:
+        """Start the job's detached supervisor; return its pid."""
         exit_file = paths.exit_file(attempt)
         exit_file.unlink(missing_ok=True)
-        supervisor = [sys.executable, "-m", "hud_vf_gym.service.supervise", str(exit_file), "--", *command]
+        pid_file(exit_file).unlink(missing_ok=True)
+        launcher = [sys.executable, "-m", "hud_vf_gym.service.supervise", "--detach", str(exit_file), "--", *command]
         with paths.log_file.open("ab") as log:
             log.write(f"[hud-vf-gym serve] attempt {attempt}: {' '.join(command)}\n".encode())
             log.flush()
-            return subprocess.Popen(
-                supervisor,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: outlives the service, cancelled as a whole
-                env=environment,
-                cwd=self.work_dir,
-            )
+            status = subprocess.run(
+                launcher, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=environment,
+                cwd=self.work_dir, timeout=LAUNCH_TIMEOUT_S, check=False,
+            ).returncode  # fmt: skip
+        try:
+            return int(pid_file(exit_file).read_text(encoding="ascii"))
+        except (OSError, ValueError) as exc:
+            raise OSError(
+                f"the job's supervisor did not start (launcher status {status}); see {paths.log_file}"
+            ) from exc
 
     def _fail_to_start(self, job_id: str, exc: BaseException) -> None:
         error = f"the job could not start: {self.filter_text(str(exc) or type(exc).__name__)}"

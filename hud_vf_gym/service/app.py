@@ -38,6 +38,7 @@ def _field_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _install_error_handlers(app: FastAPI) -> None:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     def detail(status: int, message: str) -> JSONResponse:
         return JSONResponse({"detail": message}, status_code=status)
@@ -47,6 +48,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         errors = _field_errors(list(exc.errors()))
         status = 400 if any(error["type"] == "json_invalid" for error in errors) else 422
         return JSONResponse({"detail": errors}, status_code=status)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and isinstance(exc.detail, str):  # a body FastAPI could not even decode
+            body = [{"loc": ["body"], "msg": exc.detail, "type": "json_invalid"}]
+            return JSONResponse({"detail": body}, status_code=400)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     async def request_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestError)
@@ -63,6 +71,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return detail(409, str(exc))
 
     app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestError, request_error)
     app.add_exception_handler(NotAllowedError, not_allowed)
     app.add_exception_handler(NotFoundError, not_found)

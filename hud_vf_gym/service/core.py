@@ -90,14 +90,28 @@ class TrainingService:
         self._lock = _lock_state_dir(settings.state_dir)
         self.store = JobStore(settings.db_path)
         self.secrets = SecretFilter(settings, self.environ)
+        self._filters: dict[str, SecretFilter] = {}
         self.runner = JobRunner(
             self.store,
             self._build_command,
             poll_interval_s=settings.poll_interval_s,
             paused=settings.paused,
-            filter_text=self.secrets,
+            job_filter=self._job_filter,
             work_dir=settings.work_dir,
         )
+
+    def _job_filter(self, job: JobRow) -> SecretFilter:
+        """The secret filter of one job's log: the service's secrets and the literal ones in the job's tasks."""
+        cached = self._filters.get(job.id)
+        if cached is None:
+            servers = []
+            with contextlib.suppress(OSError, ValueError):
+                for line in (
+                    JobPaths(Path(job.job_dir), Path(job.output_dir)).tasks_file.read_text("utf-8").splitlines()
+                ):
+                    servers.append(json.loads(json.loads(line)["mcp_config"]))
+            cached = self._filters[job.id] = self.secrets.with_spec({"servers": servers})
+        return cached
 
     def close(self) -> None:
         """Stop following jobs (they keep running) and release the state folder."""

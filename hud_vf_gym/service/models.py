@@ -52,7 +52,8 @@ was killed with it); `POST /jobs/{id}/resume` continues it from its last checkpo
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `true` is not the number 1 and "5" is not 5; a request says what it means or gets a 422
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # -- shared pieces --------------------------------------------------------------------------------------------------
@@ -301,7 +302,7 @@ class RolloutRequest(TaskSource):
 class Trajectory(BaseModel):
     """One episode: its messages, its reward and the rubric's components."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES, description="The whole episode.")
     task_id: str | None = Field(default=None, max_length=512, description="The task it played.")

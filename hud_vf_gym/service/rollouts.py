@@ -1,9 +1,11 @@
 """`POST /rollout`: run a model on HUD tasks with the `hud-vf-gym eval` harness and return the trajectories.
 
-Nothing here runs a turn: the request becomes `EvalOptions` and goes through `hud_vf_gym.cli.eval.evaluation.run_eval`
-(HUDGym, verifiers' rollout loop, the same MCP sessions and rubric), in a worker thread, with its results folder
-under `<state-dir>/rollouts/<id>/`. Its rows become `Trajectory` objects. A rollout that failed for infrastructure
-reasons keeps its error and no reward, and is left out of the mean.
+Nothing here runs a turn: the request becomes `EvalOptions` (checked here, so a bad combination is a 422) and runs
+as `hud-vf-gym eval` itself (HUDGym, verifiers' rollout loop, the same MCP sessions and rubric) in a child process,
+with its results folder under `<state-dir>/rollouts/<id>/`. A process, not a thread: building a verifiers
+environment installs SIGINT/SIGTERM handlers (main thread only) and an atexit hook per environment, which must not
+land in the service. Its rows become `Trajectory` objects. A rollout that failed for infrastructure reasons keeps
+its error and no reward, and is left out of the mean.
 
 The model is, in order: a model this service trained (`model_name`), the request's `endpoint`, the service's
 default endpoint (`--default-base-url`), or the embedded SmolLM2 in process.
@@ -12,8 +14,12 @@ default endpoint (`--default-base-url`), or the embedded SmolLM2 in process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
-import logging
+import os
+import signal
+import sys
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,9 +34,9 @@ from hud_vf_gym.service.models import TEXT_MAX_CHARS, ChatMessage, RolloutReques
 from hud_vf_gym.service.security import check_env_variable
 from hud_vf_gym.service.sources import RequestError, load_request_config, load_request_tasks, write_tasks_file
 
-__all__ = ["message_text", "row_to_trajectory", "run_rollouts"]
+__all__ = ["eval_command", "message_text", "row_to_trajectory", "run_rollouts"]
 
-logger = logging.getLogger("hud_vf_gym.service")
+USAGE_ERROR = 2  # hud-vf-gym's exit status for a user error (hud_vf_gym.cli.app.USAGE_ERROR)
 
 
 def message_text(content: Any) -> str:
@@ -124,12 +130,12 @@ async def run_rollouts(request: RolloutRequest, service: TrainingService) -> Rol
             max_turns=request.max_turns, concurrency=request.concurrency, temperature=request.temperature,
             max_tokens=request.max_tokens, seed=request.seed, output=str(folder), **_model_options(request, service),
         )  # fmt: skip
-        from hud_vf_gym.cli.eval.evaluation import run_eval
-
-        await asyncio.to_thread(run_eval, options, log=logger.info)
     except ConfigError as exc:
         raise RequestError(("endpoint",), service.secrets(str(exc))) from exc
-    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    await _run_eval_process(options, service)
+    results = folder / "results.jsonl"
+    lines = results.read_text(encoding="utf-8").splitlines() if results.is_file() else []
+    rows = [json.loads(line) for line in lines if line]
     rows.sort(key=lambda row: (int(row["example_id"]), int(row["rollout_index"])))
     trajectories = [row_to_trajectory(row) for row in rows]
     for trajectory in trajectories:
@@ -147,6 +153,51 @@ async def run_rollouts(request: RolloutRequest, service: TrainingService) -> Rol
         failed=sum(1 for t in trajectories if t.error is not None),
         dataset=str(dataset) if dataset is not None else None,
     )
+
+
+def eval_command(options: EvalOptions) -> list[str]:
+    """`hud-vf-gym eval` with the options as flags (defaults left out)."""
+    command = [sys.executable, "-m", "hud_vf_gym.cli", "eval"]
+    for item in dataclasses.fields(EvalOptions):
+        value = getattr(options, item.name)
+        if value == item.default:
+            continue
+        flag = "--" + item.name.replace("_", "-")
+        if isinstance(value, bool):
+            command.append(flag)
+        else:
+            command += [flag, "none" if value is None else str(value)]
+    return command
+
+
+async def _run_eval_process(options: EvalOptions, service: TrainingService) -> None:
+    """Run `hud-vf-gym eval` as a child process; its user errors become a 422, a crash an error (500).
+
+    The child is killed with its process group when the request is cancelled (the client went away).
+    """
+    environment = {name: value for name, value in service.environ.items() if value != service.settings.token}
+    process = await asyncio.create_subprocess_exec(
+        *eval_command(options),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environment,
+        cwd=service.settings.work_dir,
+        start_new_session=True,  # one process group with the MCP servers it starts: killed together if cancelled
+    )
+    try:
+        _, stderr = await process.communicate()
+    except asyncio.CancelledError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+        raise
+    errors = service.secrets(stderr.decode("utf-8", errors="replace"))
+    if process.returncode == USAGE_ERROR:  # `hud-vf-gym eval: error: ...`: the request's mistake
+        message = next((line for line in errors.splitlines() if ": error: " in line), errors.strip()[-2000:])
+        raise RequestError(("taskset",), message.split(": error: ", 1)[-1])
+    if process.returncode != 0:
+        raise RuntimeError(f"hud-vf-gym eval exited with status {process.returncode}: {errors.strip()[-2000:]}")
 
 
 def _dataset_path(request: RolloutRequest, service: TrainingService) -> Path | None:

@@ -50,7 +50,11 @@ Responses = dict[int | str, dict[str, Any]]
 
 
 def error_responses(*statuses: int, success: Responses | None = None) -> Responses:
-    """OpenAPI `responses` entries for error statuses (after `success`'s entries, when given)."""
+    """OpenAPI `responses` entries for error statuses (after `success`'s entries, when given).
+
+    Every protected route may also answer 401 (no token) and 422 (a bad parameter), so those are always added.
+    Errors are JSON even on routes whose success is an event stream or HTML, so the content type is spelled out.
+    """
     descriptions = {
         400: ("The body is not valid JSON.", ValidationErrorResponse),
         401: ("A Bearer token is required and was missing or wrong.", ErrorResponse),
@@ -60,8 +64,10 @@ def error_responses(*statuses: int, success: Responses | None = None) -> Respons
         422: ("A field is invalid; `loc` names it.", ValidationErrorResponse),
     }
     entries: Responses = dict(success or {})
-    for status in statuses:
-        entries[status] = {"model": descriptions[status][1], "description": descriptions[status][0]}
+    for status in sorted({*statuses, 401, 422}):
+        description, model = descriptions[status]
+        schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+        entries[status] = {"description": description, "content": {"application/json": {"schema": schema}}}
     return entries
 
 
@@ -85,7 +91,7 @@ Project = Annotated[str, Path(pattern=NAME_PATTERN)]
 ModelName = Annotated[str, Path(pattern=NAME_PATTERN)]
 
 public = APIRouter()
-protected = APIRouter(dependencies=[Depends(_authorized)], responses=error_responses(401, 422))
+protected = APIRouter(dependencies=[Depends(_authorized)])
 
 
 # -- health and the status page -------------------------------------------------------------------------------------
@@ -162,7 +168,7 @@ def train_status(project: Project, model_name: ModelName, service: Service) -> J
     return service.status(service.latest_job(project, model_name))
 
 
-@protected.get("/jobs", response_model=JobList, tags=["training"])
+@protected.get("/jobs", response_model=JobList, tags=["training"], responses=error_responses())
 def list_jobs(service: Service) -> JobList:
     """Every job, newest first, with its true state (after a restart too)."""
     return JobList(jobs=service.statuses())
@@ -277,7 +283,7 @@ async def train_stream(
 # -- models ---------------------------------------------------------------------------------------------------------
 
 
-@protected.get("/models", response_model=ModelList, tags=["models"])
+@protected.get("/models", response_model=ModelList, tags=["models"], responses=error_responses())
 def list_models(service: Service) -> ModelList:
     """Every model: its folder, checkpoints, step and last metrics."""
     return ModelList(models=service.models())

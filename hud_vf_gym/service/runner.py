@@ -89,15 +89,15 @@ class JobRunner:
         *,
         poll_interval_s: float,
         paused: bool = False,
-        filter_text: Callable[[str], str] = lambda text: text,
+        job_filter: Callable[[JobRow], Callable[[str], str]] = lambda job: lambda text: text,
         work_dir: Path | None = None,
     ) -> None:
-        """Follow the jobs of `store`; `build_command` makes a job's process, `filter_text` hides secrets."""
+        """Follow the jobs of `store`; `build_command` makes a job's process, `job_filter` its secret filter."""
         self.store = store
         self.build_command = build_command
         self.poll_interval_s = poll_interval_s
         self.paused = paused
-        self.filter_text = filter_text
+        self.job_filter = job_filter
         self.work_dir = work_dir
         self._cancel_sent: dict[str, float] = {}  # job id -> when SIGTERM was sent
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -189,8 +189,9 @@ class JobRunner:
     def _store_lines(self, job: JobRow, lines: list[str], new_offset: int) -> None:
         step, metrics = job.step, job.metrics
         events: list[tuple[str, dict[str, Any]]] = []
+        hide_secrets = self.job_filter(job)
         for raw in lines:
-            line = parse_line(self.filter_text(raw.replace("\r", "")))
+            line = parse_line(hide_secrets(raw.replace("\r", "")))
             if line.kind == "metric":
                 step, metrics = step + 1, line.metrics
                 events.append(("metric", {"step": step, "num_steps": job.num_steps, "metrics": line.metrics}))
@@ -291,7 +292,7 @@ class JobRunner:
             command, environment = self.build_command(job, paths, resume)
             pid = self._spawn(paths, attempt, command, environment)
         except Exception as exc:  # the job boundary: a job that cannot start fails with the reason, the service stays
-            self._fail_to_start(job.id, exc)
+            self._fail_to_start(job, exc)
             return
         with self.store.write() as connection:
             self.store.update_job(connection, job.id, pid=pid, pid_start=process_start_time(pid))
@@ -316,8 +317,9 @@ class JobRunner:
                 f"the job's supervisor did not start (launcher status {status}); see {paths.log_file}"
             ) from exc
 
-    def _fail_to_start(self, job_id: str, exc: BaseException) -> None:
-        error = f"the job could not start: {self.filter_text(str(exc) or type(exc).__name__)}"
+    def _fail_to_start(self, job: JobRow, exc: BaseException) -> None:
+        job_id = job.id
+        error = f"the job could not start: {self.job_filter(job)(str(exc) or type(exc).__name__)}"
         with self.store.write() as connection:
             self.store.update_job(connection, job_id, state="failed", finished=time.time(), error=error)
             self.store.add_events(connection, job_id, [("state", {"state": "failed", "error": error})])

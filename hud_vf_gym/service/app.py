@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from hud_vf_gym.errors import DependencyNotInstalled, NotAllowedError
 from hud_vf_gym.service.core import ConflictError, NotFoundError, TrainingService
+from hud_vf_gym.service.runner import CommandBuilder
 from hud_vf_gym.service.settings import ServiceSettings
 from hud_vf_gym.service.sources import RequestError
 
@@ -78,8 +79,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ConflictError, conflict)
 
 
-def create_app(settings: ServiceSettings, *, environ: dict[str, str] | None = None) -> FastAPI:
+def create_app(
+    settings: ServiceSettings, *, environ: dict[str, str] | None = None, build_command: CommandBuilder | None = None
+) -> FastAPI:
     """The service's FastAPI app; starting it (its lifespan) takes the state folder and starts the runner.
+
+    `environ` replaces the service's environment (default: `os.environ`), `build_command` how a job becomes a
+    process (default: `hud_vf_gym.service.jobs.training_command`).
 
     Raises:
         DependencyNotInstalled: FastAPI is not installed (the message has the pip command).
@@ -95,7 +101,7 @@ def create_app(settings: ServiceSettings, *, environ: dict[str, str] | None = No
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = TrainingService(settings, environ)
+        service = TrainingService(settings, environ, build_command)
         app.state.service = service
         runner = asyncio.create_task(service.runner.run(), name="hud-vf-gym job runner")
         try:

@@ -29,7 +29,7 @@ from hud_vf_gym.service.models import (
     ModelInfo,
     TrainRequest,
 )
-from hud_vf_gym.service.runner import JobRunner, resource_keys
+from hud_vf_gym.service.runner import CommandBuilder, JobRunner, resource_keys
 from hud_vf_gym.service.security import SecretFilter
 from hud_vf_gym.service.settings import ServiceSettings
 from hud_vf_gym.service.sources import RequestError, load_request_config, load_request_tasks, write_tasks_file
@@ -78,8 +78,15 @@ class Submitted:
 class TrainingService:
     """The running service: settings, store, runner and the secret filter; see the module docstring."""
 
-    def __init__(self, settings: ServiceSettings, environ: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        environ: dict[str, str] | None = None,
+        build_command: CommandBuilder | None = None,
+    ) -> None:
         """Take the state folder (one service per folder), open the store, build the runner.
+
+        `build_command` replaces how a job becomes a process (default: `training_command`, train/grpo.py).
 
         Raises:
             ConfigError: another service already uses the state folder.
@@ -93,7 +100,7 @@ class TrainingService:
         self._filters: dict[str, SecretFilter] = {}
         self.runner = JobRunner(
             self.store,
-            self._build_command,
+            build_command or self._build_command,
             poll_interval_s=settings.poll_interval_s,
             paused=settings.paused,
             job_filter=self._job_filter,

@@ -87,6 +87,10 @@ def test_page_shows_jobs_and_a_live_reward_curve(served: tuple[str, Any], tmp_pa
             page.screenshot(path=str(tmp_path / "status-page.png"), full_page=True)
         finally:
             browser.close()
-    blue = sum(1 for pixel in shot.get_flattened_data() if all(abs(a - b) <= 40 for a, b in zip(pixel, CURVE_BLUE, strict=True)))
+    blue = sum(
+        1
+        for pixel in shot.get_flattened_data()
+        if all(abs(a - b) <= 40 for a, b in zip(pixel, CURVE_BLUE, strict=True))
+    )
     assert blue >= 50, f"the reward curve has only {blue} blue pixels"  # a 2-px line across the chart is hundreds
     assert (tmp_path / "status-page.png").stat().st_size > 5_000

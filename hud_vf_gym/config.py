@@ -15,15 +15,16 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from hud_vf_gym.core.transforms import Transform, TransformError, compile_transform
+from hud_vf_gym.environments.registry import builtin_config_files, shipped_config_dirs
 from hud_vf_gym.errors import ConfigError
+from hud_vf_gym.validation import count_header, validation_problems
 
 __all__ = [
     "ActionMapping",
@@ -346,32 +347,31 @@ class EnvConfig(_Strict):
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _repo_configs_dir() -> Path:
-    # editable checkout: <repo>/hud_vf_gym/config.py -> <repo>/configs
-    return Path(__file__).resolve().parent.parent / "configs"
-
-
 def _builtin_dirs() -> list[Path]:
-    packaged = Path(str(resources.files("hud_vf_gym") / "_configs"))  # inside a built wheel
-    return [path for path in (packaged, _repo_configs_dir()) if path.is_dir()]
+    """The folders of shipped configs: `configs/` in a checkout, `hud_vf_gym/_configs` in a wheel."""
+    return shipped_config_dirs()
 
 
 def builtin_config_names() -> list[str]:
-    """Names of the configs shipped with the package ("2048", "default", ...)."""
+    """Names of the built-in configs: those shipped ("2048", "default", ...) and those table rows name by path."""
     names = {path.stem for directory in _builtin_dirs() for path in directory.glob("*.yaml")}
-    return sorted(names)
+    return sorted(names | set(builtin_config_files()))
 
 
 def resolve_config_path(config_path: str | Path) -> Path:
-    """Turn a file path or a built-in short name into the YAML file to read."""
+    """Turn a file path or a built-in short name (shipped, or a table row's file) into the YAML file to read."""
     path = Path(config_path).expanduser()
     if path.is_file():
         return path
     name = str(config_path).removesuffix(".yaml").removesuffix(".yml")
-    for directory in _builtin_dirs():
-        candidate = directory / f"{Path(name).name}.yaml"
-        if candidate.is_file() and "/" not in name:
-            return candidate
+    if "/" not in name:
+        for directory in _builtin_dirs():
+            candidate = directory / f"{name}.yaml"
+            if candidate.is_file():
+                return candidate
+        row_file = builtin_config_files().get(name)  # an environment registered with its own config file
+        if row_file is not None:
+            return row_file
     names = builtin_config_names()
     close = difflib.get_close_matches(name, names, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -427,104 +427,5 @@ def parse_config(raw: Mapping[str, Any], *, source: str = "<config>") -> EnvConf
     try:
         return EnvConfig.model_validate(dict(raw))
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from None
-
-
-# the last location part pydantic adds for each member of a union (`transform.str`, `passthrough_tools.list[str]`)
-_UNION_MEMBER = re.compile(r"str|int|float|bool|none|(list|dict|literal|tuple)\[.*\]")
-
-
-def _format_validation_error(exc: ValidationError, source: str) -> str:
-    lines = []
-    for error in _merge_union_members(exc.errors(include_url=False)):
-        message = _message(error)
-        if not error["loc"] and error["type"] == "value_error":
-            lines += [f"  {line}" for line in message.splitlines()]  # whole-config checks name their own keys
-            continue
-        lines.append(f"  {_location(error['loc'])}: {message}")
-    count = len(lines)
-    return f"{source}: {count} problem{'s' if count != 1 else ''}\n" + "\n".join(lines)
-
-
-def _merge_union_members(errors: list[Any]) -> list[Any]:
-    """Report a value that fits no member of a union once, without pydantic's member tags in the location.
-
-    When one member got further (a list whose item is wrong), only its errors are kept; otherwise the members'
-    expectations are joined: `Input should be a valid string or a valid list`.
-    """
-    ordered: list[Any] = []
-    groups: dict[tuple[int | str, ...], list[Any]] = {}
-    for error in errors:
-        loc = tuple(error["loc"])
-        tag = next((i for i, part in enumerate(loc) if _UNION_MEMBER.fullmatch(str(part))), None)
-        if tag is None or error["type"] == "value_error":
-            ordered.append(error)
-            continue
-        prefix = loc[:tag]
-        if prefix not in groups:
-            groups[prefix] = []
-            ordered.append(prefix)  # a placeholder, replaced below by the group's errors
-        groups[prefix].append({**error, "loc": prefix + loc[tag + 1 :]})
-    merged: list[Any] = []
-    for item in ordered:
-        if not isinstance(item, tuple):
-            merged.append(item)
-            continue
-        members = groups[item]
-        deeper = [error for error in members if len(error["loc"]) > len(item)]
-        if deeper:
-            merged += deeper
-            continue
-        expected = " or ".join(str(error["msg"]).removeprefix("Input should be ") for error in members)
-        merged.append({**members[0], "msg": f"Input should be {expected}"})
-    return merged
-
-
-def _location(loc: tuple[int | str, ...]) -> str:
-    parts = [str(part) for part in loc if part != "mcp_arguments"]
-    return ".".join(parts) or "(top level)"
-
-
-def _message(error: Mapping[str, Any]) -> str:
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        return f"unknown key; {_allowed_keys_hint(error['loc'])}"
-    if error["type"] == "missing":
-        return f"required key is missing{_field_purpose(error['loc'])}"
-    shown = repr(error.get("input"))
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    return message if error["type"] == "value_error" else f"{message} [input: {shown}]"
-
-
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """Follow a validation error's location through the schema to the model that owns its last key."""
-    current: Any = EnvConfig
-    for part in loc:
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(str(part))
-            current = field.annotation if field else None
-        elif get_origin(current) is dict:
-            current = get_args(current)[1]  # `part` is a key of the dict; continue with its value type
-        else:
-            return None
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _field_purpose(loc: tuple[int | str, ...]) -> str:
-    model = _model_at(loc[:-1])
-    field = model.model_fields.get(str(loc[-1])) if model else None
-    if field is None or not field.description:
-        return ""
-    description = field.description.rstrip(".")
-    return f" ({description[0].lower()}{description[1:]})"
-
-
-def _allowed_keys_hint(loc: tuple[int | str, ...]) -> str:
-    model = _model_at(loc[:-1])
-    if model is None:
-        return "check the spelling against the README's schema"
-    allowed = sorted((field.alias or name) for name, field in model.model_fields.items() if not field.exclude)
-    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"expected one of {', '.join(allowed)}{hint}"
+        problems = validation_problems(exc, EnvConfig, hidden=("mcp_arguments",))
+        raise ConfigError(count_header(source, problems)) from None

@@ -6,12 +6,15 @@ HUDGymError
 ├── TaskError                a bad task row or taskset source (user error)
 │   └── TasksetError         a taskset with one or more bad rows, all of them listed
 ├── DependencyNotInstalled   an optional extra is missing; the message has the pip command
+├── ModelLoadError           the embedded or local model could not be loaded (a bad folder, a broken file)
+├── HubPushError             a dataset could not be pushed to the Hugging Face hub
 ├── NotAllowedError          a training-service request asks for a command or variable the operator did not allow
 └── MCPServerError           an MCP server failed (infrastructure; also a verifiers InfraError)
     ├── ServerStartError     the server could not be started, reached, or initialised in time
     ├── ServerTimeoutError   a tool call (or tools/list) ran past its timeout
     ├── ServerConnectionError  the server died or the connection dropped mid-rollout
     └── TaskSetupError       the task's setup tool answered with an error (the episode cannot start)
+TransformError (ValueError)  a transform refused at load or failed on a value; the config or the model sees it
 ```
 
 A model's mistake (no tool call, bad syntax, unknown action, a tool that answered with an error) is never an
@@ -28,7 +31,9 @@ __all__ = [
     "ConfigError",
     "DependencyNotInstalled",
     "HUDGymError",
+    "HubPushError",
     "MCPServerError",
+    "ModelLoadError",
     "NotAllowedError",
     "ServerConnectionError",
     "ServerStartError",
@@ -36,6 +41,7 @@ __all__ = [
     "TaskError",
     "TaskSetupError",
     "TasksetError",
+    "TransformError",
 ]
 
 
@@ -67,6 +73,14 @@ class DependencyNotInstalled(HUDGymError, ImportError):
     """Raised when the user calls a feature whose optional dependencies are not installed."""
 
 
+class ModelLoadError(HUDGymError):
+    """Raised when a local model folder or GGUF file cannot be converted or loaded; the message names the path."""
+
+
+class HubPushError(HUDGymError):
+    """Raised when the dataset cannot be pushed to the Hugging Face hub (offline, refused, or no token)."""
+
+
 class NotAllowedError(HUDGymError):
     """Raised when a request to the training service names a command or variable its operator has not allowed."""
 
@@ -89,3 +103,7 @@ class ServerConnectionError(MCPServerError):
 
 class TaskSetupError(MCPServerError):
     """Raised when a task's setup call answers with an error, so the episode cannot start as the task intends."""
+
+
+class TransformError(ValueError):
+    """Raised when a transform cannot be compiled (at load) or cannot convert a value (at run time)."""

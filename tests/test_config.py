@@ -20,9 +20,7 @@ from hud_vf_gym.config import (
     resolve_config_path,
 )
 from hud_vf_gym.errors import ConfigError
-
-PUBLISHED_DIR = Path(__file__).parent / "data" / "published"
-CONFIGS_DIR = Path(__file__).parent.parent / "configs"
+from tests.support import CONFIGS, PUBLISHED_CONFIGS
 
 MINIMAL_CONFIG: dict[str, Any] = {
     "system_prompt": "Play 2048.",
@@ -31,7 +29,7 @@ MINIMAL_CONFIG: dict[str, Any] = {
 
 
 def _raw(name: str) -> dict[str, Any]:
-    return dict(yaml.safe_load((CONFIGS_DIR / f"{name}.yaml").read_text(encoding="utf-8")))
+    return dict(yaml.safe_load((CONFIGS / f"{name}.yaml").read_text(encoding="utf-8")))
 
 
 def _write(tmp_path: Path, raw: Any) -> Path:
@@ -49,7 +47,7 @@ def _full(message: str) -> str:
 
 
 def test_load_config_published_2048_loads_unchanged() -> None:
-    config = load_config(PUBLISHED_DIR / "2048.yaml")
+    config = load_config(PUBLISHED_CONFIGS / "2048.yaml")
 
     assert config.job.name == "2048 Run"
     assert config.job.dataset_link == "hud-evals/2048-taskset"
@@ -62,7 +60,7 @@ def test_load_config_published_2048_loads_unchanged() -> None:
 
 
 def test_load_config_published_default_loads_unchanged() -> None:
-    config = load_config(PUBLISHED_DIR / "default.yaml")
+    config = load_config(PUBLISHED_CONFIGS / "default.yaml")
 
     assert config.max_turns == 30
     assert config.parser.use_thinking is True
@@ -80,7 +78,7 @@ def test_load_config_published_default_loads_unchanged() -> None:
 
 @pytest.mark.parametrize("name", ["2048", "default"], ids=["2048", "default"])
 def test_load_config_published_file_is_read_not_rewritten(name: str) -> None:
-    path = PUBLISHED_DIR / f"{name}.yaml"
+    path = PUBLISHED_CONFIGS / f"{name}.yaml"
     before = path.read_bytes()
 
     load_config(path)
@@ -126,7 +124,7 @@ def test_resolve_config_path_unknown_name_lists_builtins(name: str, hint: str) -
 
 @pytest.mark.parametrize("name", ["2048", "default"], ids=["2048", "default"])
 def test_load_config_builtin_matches_its_file(name: str) -> None:
-    assert load_config(name).model_dump() == load_config(CONFIGS_DIR / f"{name}.yaml").model_dump()
+    assert load_config(name).model_dump() == load_config(CONFIGS / f"{name}.yaml").model_dump()
 
 
 def test_load_config_overrides_replace_top_level_sections() -> None:

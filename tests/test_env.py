@@ -6,11 +6,10 @@ import json
 import re
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import verifiers as vf
 
@@ -21,43 +20,7 @@ from hud_vf_gym.env import STATE_KEY, SUMMARY_KEY
 from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.testing import FixedRepliesPolicy, NonsensePolicy, Play2048Policy, ScriptedChatServer
 from hud_vf_gym.testing.evaluate import evaluate_outputs
-
-COUNTER_SERVER = Path(__file__).parent / "servers" / "counter.py"
-COUNTER_CONFIG = Path(__file__).parent / "data" / "counter.yaml"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def marker() -> str:
-    """A unique command-line marker, so a test can find the server processes it started."""
-    return f"hud-vf-gym-test-{uuid.uuid4().hex[:12]}"
-
-
-def processes_with(marker: str) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        try:
-            if any(marker in part for part in process.info["cmdline"] or []):
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
-
-
-def counter_row(marker: str, task_id: str = "count-to-3", **fields: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "id": task_id,
-        "prompt": "Increase the counter to 3, then call done().",
-        "mcp_config": {"counter": {"command": sys.executable, "args": [str(COUNTER_SERVER), f"--marker={marker}"]}},
-        "setup_tool": {"name": "setup", "arguments": {}},
-        "evaluate_tool": {"name": "evaluate", "arguments": {"target": 3}},
-    }
-    row.update(fields)
-    return row
+from tests.support import ACT_THREE_TIMES, COUNTER_CONFIG, COUNTER_SERVER, counter_row, processes_with
 
 
 def counter_env(rows: Sequence[dict[str, Any]], **env_kwargs: Any) -> HUDGym:
@@ -66,29 +29,11 @@ def counter_env(rows: Sequence[dict[str, Any]], **env_kwargs: Any) -> HUDGym:
     )
 
 
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    """Start scripted chat servers on 127.0.0.1 for a test; all are stopped afterwards."""
-    servers: list[ScriptedChatServer] = []
-
-    def start(policy: Any) -> ScriptedChatServer:
-        server = ScriptedChatServer(policy).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
 async def run(
     env: HUDGym, server: ScriptedChatServer, *, rollouts: int = 1, concurrency: int = 4, **kwargs: Any
 ) -> list[dict[str, Any]]:
     kwargs.setdefault("state_columns", [SUMMARY_KEY])
     return await evaluate_outputs(env, server.base_url, rollouts=rollouts, concurrency=concurrency, **kwargs)
-
-
-ACT_THREE_TIMES = ["<tool>act()</tool>", "<tool>act(1)</tool>", "<tool>act(step=1)</tool>", "<tool>done()</tool>"]
 
 
 @pytest.mark.anyio

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hud_vf_gym.cli.command import Command
-from hud_vf_gym.errors import ConfigError, HUDGymError, TaskError, TasksetError
+from hud_vf_gym.errors import ConfigError, HubPushError, TaskError, TasksetError
+from hud_vf_gym.runtime.variables import has_template, is_secret_name
 
 if TYPE_CHECKING:
     import datasets
@@ -70,12 +71,6 @@ changes. --push needs a Hugging Face token (`hf auth login` or HF_TOKEN).
 
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 # header and env names whose values are credentials; their values must be `${VAR}` templates in a dataset
-_SECRET_NAME = re.compile(r"authorization|token|secret|passw(?:or)?d|key|cookie|credential|^env-", re.IGNORECASE)
-_TEMPLATE = re.compile(r"\$\{?[A-Za-z_]")
-
-
-class HubPushError(HUDGymError):
-    """Raised when the dataset cannot be pushed to the Hugging Face hub (offline, refused, or no token)."""
 
 
 @dataclass
@@ -147,7 +142,7 @@ def literal_secrets(tasks: Sequence[Task]) -> list[str]:
             for section in ("headers", "env"):
                 values = entry.get(section) if isinstance(entry, Mapping) else None
                 for key, value in (values or {}).items() if isinstance(values, Mapping) else ():
-                    if _SECRET_NAME.search(str(key)) and isinstance(value, str) and not _TEMPLATE.search(value):
+                    if is_secret_name(str(key)) and isinstance(value, str) and not has_template(value):
                         problems.append(
                             f"task {task.id!r}: mcp_config.{server}.{section}.{key} holds a literal value; write it "
                             'as a template such as "Bearer ${HUD_API_KEY}" so the secret stays out of the dataset'

@@ -1,4 +1,4 @@
-"""Turning MCP tool results into `ToolResult`s, and evaluate results into a `Grade`.
+"""Turning evaluate results into a `Grade`, and telling a failed tool result from a successful one.
 
 Reward extraction follows HUD's agent (`find_reward`): the first of `reward`, `grade`, `score` found in the result's
 `structuredContent`, then in JSON parsed from its text. Unlike HUD we use the *last* evaluate result (as
@@ -14,16 +14,13 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import mcp.types
-
-from hud_vf_gym.types import Grade, ImageData, ToolResult
+from hud_vf_gym.types import Grade, ToolResult
 
 __all__ = [
     "DEFAULT_TOOL_ERROR_PATTERN",
     "REWARD_KEYS",
     "extract_grade",
     "is_failed_tool_result",
-    "normalize_result",
 ]
 
 DEFAULT_TOOL_ERROR_PATTERN = re.compile(r"^\s*ERROR:")
@@ -34,43 +31,6 @@ REWARD_KEYS = ("reward", "grade", "score")
 
 # How much of an unusable evaluate result to quote in the grade's content.
 _QUOTE_CHARS = 200
-
-
-def normalize_result(result: mcp.types.CallToolResult) -> ToolResult:
-    """Convert an MCP `CallToolResult` to a `ToolResult`: text blocks joined with newlines, images kept base64."""
-    texts: list[str] = []
-    images: list[ImageData] = []
-    for block in result.content:
-        if isinstance(block, mcp.types.TextContent):
-            texts.append(block.text)
-        elif isinstance(block, mcp.types.ImageContent):
-            images.append(ImageData(data=block.data, mime_type=block.mimeType))
-        elif isinstance(block, mcp.types.EmbeddedResource):
-            _add_embedded_resource(block.resource, texts, images)
-        elif isinstance(block, mcp.types.ResourceLink):
-            texts.append(f"[resource link: {block.uri}]")
-        else:  # AudioContent: no consumer can show it, so say that it was there
-            texts.append(f"[audio omitted: {block.mimeType}]")
-    return ToolResult(
-        text="\n".join(texts),
-        images=tuple(images),
-        structured=result.structuredContent,
-        is_error=result.isError,
-    )
-
-
-def _add_embedded_resource(
-    resource: mcp.types.TextResourceContents | mcp.types.BlobResourceContents,
-    texts: list[str],
-    images: list[ImageData],
-) -> None:
-    """Add an embedded resource: its text, an image blob as an image, any other blob as a one-line note."""
-    if isinstance(resource, mcp.types.TextResourceContents):
-        texts.append(resource.text)
-    elif resource.mimeType is not None and resource.mimeType.startswith("image/"):
-        images.append(ImageData(data=resource.blob, mime_type=resource.mimeType))
-    else:
-        texts.append(f"[binary resource omitted: {resource.uri} ({resource.mimeType or 'unknown type'})]")
 
 
 def is_failed_tool_result(result: ToolResult, error_pattern: re.Pattern[str] = DEFAULT_TOOL_ERROR_PATTERN) -> bool:

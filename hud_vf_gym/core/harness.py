@@ -29,7 +29,7 @@ from hud_vf_gym.core.record import EpisodeRecord, TurnOutcome, TurnRecord
 from hud_vf_gym.environments import SETUP_RESETS_STATE_META
 from hud_vf_gym.errors import ConfigError, TaskSetupError
 from hud_vf_gym.runtime.pool import SessionPool, servers_not_reset
-from hud_vf_gym.runtime.session import MCPSession, Timeouts
+from hud_vf_gym.runtime.session import MCPSession
 from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.types import Grade, ImageData, ToolCall, ToolResult
 
@@ -66,7 +66,6 @@ class Harness:
         self.parser = ToolXMLParser(use_thinking=config.parser.use_thinking)
         self.mapper = ActionMapper(config.action_mappings, config.passthrough_tools)
         self.tool_error_pattern = re.compile(config.tool_error_pattern)
-        self.session_timeouts = Timeouts(connect_s=config.timeouts.connect_s, call_s=config.timeouts.tool_call_s)
         self.environ = environ
         self.max_concurrent_sessions = max_concurrent_sessions
         self._session_slots: asyncio.Semaphore | None = None
@@ -76,7 +75,7 @@ class Harness:
         self.pool: SessionPool | None = None
         """The warm sessions of `sessions.reuse` (None: every episode starts its own servers)."""
         if config.sessions.reuse:
-            self.pool = SessionPool(config.sessions, timeouts=self.session_timeouts, environ=environ)
+            self.pool = SessionPool(config.sessions, timeouts=self.config.timeouts, environ=environ)
         self._single_use: set[MCPSession] = set()  # `reuse: auto` sessions whose setup does not declare a reset
 
     def episode(self, task: Task) -> TaskEpisode:
@@ -104,7 +103,7 @@ class Harness:
     async def _open_or_checkout(self, task: Task) -> MCPSession:
         strict = self.config.sessions.reuse == "per_slot"  # else "auto": fall back to a fresh server, no error
         if self.pool is None or not (strict or task.setup_calls):
-            return await MCPSession.open(task.mcp_config, timeouts=self.session_timeouts, environ=self.environ)
+            return await MCPSession.open(task.mcp_config, timeouts=self.config.timeouts, environ=self.environ)
         if not task.setup_calls:
             raise ConfigError(
                 f"task {task.id!r} has no setup call, so a reused server would start where the previous rollout "

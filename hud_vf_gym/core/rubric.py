@@ -10,23 +10,32 @@
 
 Every component is reported as a metric even when its weight is 0, and so are the counts behind them
 (`tool_attempts`, `parse_errors`, `action_errors`, `tool_errors`, `evaluation_failed`, `env_seconds`).
-All functions read `state["hud"]` (an `EpisodeRecord`); none of them parses model text.
+All functions read `state["hud"]` (an `EpisodeRecord`); none of them parses model text. `score_episode` is the one
+place a finished episode is scored outside verifiers (the Gym env, the trainer, the eval CLI): the same functions,
+the same weights, summed in the same order as `HUDRubric`.
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import Any
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
 
 import verifiers as vf
 
-from hud_vf_gym.config import ParserConfig, RubricConfig, ThinkingBounds
+from hud_vf_gym.config import EnvConfig, ParserConfig, RubricConfig, ThinkingBounds
 from hud_vf_gym.core.parser import ToolXMLParser
 from hud_vf_gym.core.record import STATE_KEY, EpisodeRecord, TurnOutcome, TurnRecord
 
 __all__ = [
+    "COMPONENTS",
+    "METRICS",
+    "EpisodeScore",
     "HUDRubric",
     "format_compliance",
+    "score_episode",
     "screenshot_behavior",
     "task_completion",
     "thinking_quality",
@@ -157,6 +166,39 @@ COMPONENTS = {
     "thinking_quality": thinking_quality,
 }
 METRICS = [tool_attempts, parse_errors, action_errors, tool_errors, evaluation_failed, env_seconds]
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeScore:
+    """An episode's reward as `HUDRubric` computes it: the weighted total, the five components, the count metrics."""
+
+    reward: float
+    components: Mapping[str, float]
+    metrics: Mapping[str, float]
+
+
+def score_episode(record: EpisodeRecord, config: EnvConfig) -> EpisodeScore:
+    """Score a finished episode exactly as `HUDRubric` does for a verifiers rollout (same functions, same weights).
+
+    Args:
+        record: the episode's record, graded (or not) by its evaluate tool(s).
+        config: the environment config: rubric weights and thinking bounds, and the parser's format weights.
+    """
+    state = {STATE_KEY: record}
+    injected = {"parser_config": config.parser, "thinking_bounds": config.rubric.thinking}
+    functions = cast("dict[str, Callable[..., float]]", COMPONENTS)  # mypy joins their signatures to `function`
+    components = {name: _call_reward_function(function, state, injected) for name, function in functions.items()}
+    metrics = {function.__name__: _call_reward_function(function, state, injected) for function in METRICS}
+    weights = config.rubric.weights.model_dump()
+    # summed in the rubric's order, as verifiers' Rubric.score_rollout does, so the float is the same to the last bit
+    reward = sum([components[name] * weights[name] for name in COMPONENTS])
+    return EpisodeScore(reward=float(reward), components=components, metrics=metrics)
+
+
+def _call_reward_function(function: Callable[..., Any], state: dict[str, Any], injected: dict[str, Any]) -> float:
+    """Call a rubric function with the state and the objects it asks for by name (as verifiers injects them)."""
+    wanted = inspect.signature(function).parameters
+    return float(function(state, **{name: value for name, value in injected.items() if name in wanted}))
 
 
 class HUDRubric(vf.Rubric):  # type: ignore[misc]  # verifiers ships no type information

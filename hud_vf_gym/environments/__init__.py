@@ -1,4 +1,12 @@
-"""Built-in MCP servers, each runnable as `python -m hud_vf_gym.environments.<name>`."""
+"""Built-in MCP servers, each runnable as `python -m hud_vf_gym.environments.<name>`.
+
+- `registry.py`: the table of built-in environments (`BUILTINS`: server module, tasksets, configs, Gym id);
+- `hub.py`: HUD's `setup`/`evaluate` hub dispatch and `EvaluationResult`, shared by the servers;
+- `stdio.py`: the stdio transport the servers run on;
+- `text_2048/`, `browser/`: one folder per environment, its pure logic apart from its thin FastMCP server.
+
+This module imports none of them: every built-in server imports it when it starts, once per episode.
+"""
 
 __all__ = ["SETUP_RESETS_STATE_META"]
 

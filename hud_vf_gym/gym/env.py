@@ -1,6 +1,6 @@
 """HUDTaskEnv: any HUD task as a `gymnasium.Env` whose actions are the model's text and whose observations are text.
 
-The environment is a thin shell over the one turn loop (`Harness` and `TaskEpisode` in `harness.py`): `reset` opens
+The environment is a thin shell over the one turn loop (`Harness` and `TaskEpisode` in `core/harness.py`): `reset` opens
 the task's MCP session and runs its setup, `step` parses, maps and executes one model message, and the end of an
 episode runs the task's evaluate tool(s) and scores the record with the rubric's own functions (`score_episode`).
 Nothing here parses model text or speaks MCP itself.
@@ -12,27 +12,22 @@ running asyncio program (where `asyncio.run` would fail): each call blocks its c
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import difflib
-import inspect
-import string
-import threading
 import weakref
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import gymnasium
-from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
 from hud_vf_gym.config import EnvConfig, load_config
 from hud_vf_gym.core.harness import Harness, Observation, TaskEpisode
-from hud_vf_gym.core.record import STATE_KEY, EpisodeRecord, TurnOutcome
-from hud_vf_gym.core.rubric import COMPONENTS, METRICS
-from hud_vf_gym.errors import ConfigError, MCPServerError, ServerTimeoutError, TaskError
+from hud_vf_gym.core.record import EpisodeRecord, TurnOutcome
+from hud_vf_gym.core.rubric import score_episode
+from hud_vf_gym.errors import ConfigError, MCPServerError, TaskError
+from hud_vf_gym.gym.spaces import MAX_TEXT_LENGTH, UnicodeText
+from hud_vf_gym.runtime.loop_thread import EventLoopThread
 from hud_vf_gym.runtime.session import CLOSE_TIMEOUT_S, FORCED_CLOSE_TIMEOUT_S
 from hud_vf_gym.tasks.loading import TaskSet, load_taskset
 from hud_vf_gym.tasks.task import Task
@@ -52,10 +47,8 @@ if TYPE_CHECKING:
         | datasets.Dataset
     )
 
-__all__ = ["EpisodeScore", "HUDTaskEnv", "UnicodeText", "score_episode"]
+__all__ = ["HUDTaskEnv", "UnicodeText"]
 
-MAX_TEXT_LENGTH = 1_000_000  # characters; far beyond any context window, so no real reply or observation is cut off
-SAMPLE_CHARSET = string.printable  # what `sample()` draws from: ASCII letters, digits, punctuation and whitespace
 RENDER_FPS = 1  # nominal: turns are paced by the model, not a clock, but Gymnasium's checker wants a number
 # Added to the MCP timeouts (which fire first) to bound every wait on the loop thread; only a stuck loop reaches it.
 LOOP_BACKSTOP_MARGIN_S = 10.0
@@ -66,145 +59,8 @@ _NAMES_SHOWN = 20  # task ids listed in an "unknown task id" message
 _T = TypeVar("_T")
 
 
-class UnicodeText(spaces.Text):
-    """A `Text` space of any Python string from `min_length` to `max_length` characters.
-
-    Gymnasium's `Text.contains` requires every character to be in `charset`, and its default charset is the 62
-    ASCII letters and digits: no space, no newline, no `<` or `(`, so no model reply (`<tool>left()</tool>`) and no
-    observation would be in it. A charset cannot fix that either: MCP servers return any unicode (box drawing, emoji,
-    page text in any script), and a set of every code point costs hundreds of megabytes. So `contains` checks the
-    type and length only; `charset` (default `string.printable`) is used for sampling alone.
-
-    Flattening (`spaces.flatten`, `FlattenObservation`) and `AsyncVectorEnv`'s shared memory encode characters by
-    their index in `charset` and fail on any other character; use `AsyncVectorEnv(..., shared_memory=False)`.
-    """
-
-    def __init__(
-        self,
-        max_length: int = MAX_TEXT_LENGTH,
-        *,
-        min_length: int = 0,
-        charset: frozenset[str] | str = SAMPLE_CHARSET,
-        seed: int | None = None,
-    ) -> None:
-        """Accept any string of `min_length`..`max_length` characters; sample from `charset`."""
-        super().__init__(max_length, min_length=min_length, charset=charset, seed=seed)
-
-    def contains(self, x: Any) -> bool:
-        """Return whether `x` is a str of an allowed length (any characters)."""
-        return isinstance(x, str) and self.min_length <= len(x) <= self.max_length
-
-    def __repr__(self) -> str:
-        """Show the length bounds; the charset only shapes samples."""
-        return f"UnicodeText({self.min_length}, {self.max_length})"
-
-    def __eq__(self, other: object, /) -> bool:
-        """Equal to another UnicodeText of the same bounds and sampling charset (never to a plain Text)."""
-        return type(other) is UnicodeText and super().__eq__(other)
-
-    def __hash__(self) -> int:
-        """Hash by identity, as `Space` does (the charset makes a value hash costly)."""
-        return id(self)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Scoring a finished episode with the rubric's own functions
-
-
-@dataclass(frozen=True, slots=True)
-class EpisodeScore:
-    """An episode's reward as `HUDRubric` computes it: the weighted total, the five components, the count metrics."""
-
-    reward: float
-    components: Mapping[str, float]
-    metrics: Mapping[str, float]
-
-
-def score_episode(record: EpisodeRecord, config: EnvConfig) -> EpisodeScore:
-    """Score a finished episode exactly as `HUDRubric` does for a verifiers rollout (same functions, same weights).
-
-    Args:
-        record: the episode's record, graded (or not) by its evaluate tool(s).
-        config: the environment config: rubric weights and thinking bounds, and the parser's format weights.
-    """
-    state = {STATE_KEY: record}
-    injected = {"parser_config": config.parser, "thinking_bounds": config.rubric.thinking}
-    functions = cast("dict[str, Callable[..., float]]", COMPONENTS)  # mypy joins their signatures to `function`
-    components = {name: _call_reward_function(function, state, injected) for name, function in functions.items()}
-    metrics = {function.__name__: _call_reward_function(function, state, injected) for function in METRICS}
-    weights = config.rubric.weights.model_dump()
-    # summed in the rubric's order, as verifiers' Rubric.score_rollout does, so the float is the same to the last bit
-    reward = sum([components[name] * weights[name] for name in COMPONENTS])
-    return EpisodeScore(reward=float(reward), components=components, metrics=metrics)
-
-
-def _call_reward_function(function: Callable[..., Any], state: dict[str, Any], injected: dict[str, Any]) -> float:
-    """Call a rubric function with the state and the objects it asks for by name (as verifiers injects them)."""
-    wanted = inspect.signature(function).parameters
-    return float(function(state, **{name: value for name, value in injected.items() if name in wanted}))
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # The private event loop
-
-
-class _EventLoopThread:
-    """A private asyncio event loop in a daemon thread; synchronous callers submit coroutines and wait for them."""
-
-    def __init__(self) -> None:
-        """Start the thread and its loop."""
-        self._loop = asyncio.new_event_loop()
-        self._stopped = False
-        self._thread = threading.Thread(target=self._serve, name="hud-vf-gym-env-loop", daemon=True)
-        self._thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, _T], *, what: str, timeout_s: float) -> _T:
-        """Run `coroutine` on the loop and return its result, waiting at most `timeout_s` seconds.
-
-        Raises:
-            ServerTimeoutError: the coroutine was still running after `timeout_s` (it is cancelled).
-        """
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        try:
-            concurrent.futures.wait([future], timeout=timeout_s)
-        finally:
-            if not future.done():  # timed out, or the caller was interrupted: don't leave it running
-                future.cancel()
-        if future.cancelled():
-            raise ServerTimeoutError(
-                f"{what} did not finish within {timeout_s:g} s (the Gymnasium env's backstop; the MCP timeouts in "
-                "the config's `timeouts` section should have fired first)"
-            )
-        return future.result()
-
-    def close(self) -> None:
-        """Stop the loop (cancelling whatever is left on it), wait for the thread and close the loop; idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(LOOP_JOIN_TIMEOUT_S)
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_forever()
-        finally:
-            try:
-                _cancel_remaining_tasks(self._loop)
-                self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-                self._loop.run_until_complete(self._loop.shutdown_default_executor())
-            finally:
-                asyncio.set_event_loop(None)
-                self._loop.close()
-
-
-def _cancel_remaining_tasks(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel every task still on the loop and let each finish its cleanup (as `asyncio.run` does)."""
-    tasks = asyncio.all_tasks(loop)
-    for task in tasks:
-        task.cancel()
-    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
 
 class _Runtime:
@@ -216,7 +72,7 @@ class _Runtime:
 
     def __init__(self, harness: Harness) -> None:
         """Start the loop thread; no episode is open yet."""
-        self.loop = _EventLoopThread()
+        self.loop = EventLoopThread(name="hud-vf-gym-env-loop", join_timeout_s=LOOP_JOIN_TIMEOUT_S)
         self.harness = harness
         self.open_episode: TaskEpisode | None = None
 
@@ -323,7 +179,7 @@ class HUDTaskEnv(gymnasium.Env[str, str]):
     `shared_memory=False`: its shared memory keeps a `Text` observation as a fixed-size buffer of charset indices,
     and what comes back is not the text (in gymnasium 1.4 a toy env's "obs 1" came back as fifty "0"s); it could
     not encode a character outside the sampling charset anyway. Each sub-env runs its own servers. A worker started
-    with "spawn" or "forkserver" must make the env by `"hud_vf_gym:hud_vf_gym/2048-v0"` (see `gym_registration.py`).
+    with "spawn" or "forkserver" must make the env by `"hud_vf_gym:hud_vf_gym/2048-v0"` (see `registration.py`).
 
     Calls block their caller until the MCP work is done (on the env's own loop thread); inside an asyncio program
     that pauses the caller's loop for a step. For many concurrent episodes use `HUDGym` or `Harness` directly.

@@ -1,11 +1,12 @@
 """The Gymnasium ids of hud_vf_gym, registered as soon as gymnasium is imported, without importing it ourselves.
 
-- `hud_vf_gym/2048-v0`: the built-in text-2048 server, taskset "2048" and config "2048".
 - `hud_vf_gym/HUD-v0`: any HUD taskset, `gymnasium.make("hud_vf_gym/HUD-v0", taskset=..., config_path=...)`.
-- `hud_vf_gym/Browser-v0`: the built-in browser server, taskset "browser" and config "browser-text" (the screen as
-  text, since a Gymnasium observation is text; screenshots stay in `info["images"]` with the "default" config).
-  Registered only when the package ships the server module `hud_vf_gym.environments.browser` and the taskset
-  `tasksets/browser.json`, so every registered id can be made (Playwright itself is checked at `reset`).
+- one id per row of the built-in environments table (`hud_vf_gym.environments.registry.BUILTINS`), with that row's
+  `gymnasium.make` keyword arguments: `hud_vf_gym/2048-v0` (taskset "2048", config "2048") and
+  `hud_vf_gym/Browser-v0` (taskset "browser", config "browser-text": the screen as text, since a Gymnasium
+  observation is text; screenshots stay in `info["images"]` with the "default" config). A row's id is registered
+  only when the row is installed (its server module can be imported and its tasksets exist), so every registered id
+  can be made (Playwright itself is checked at `reset`). A row added later with `register_builtin` is registered then.
 
 Every id's entry point is the string `"hud_vf_gym.gym.env:HUDTaskEnv"`, so nothing heavy (verifiers, mcp) is imported
 before `gymnasium.make`.
@@ -25,7 +26,6 @@ which gymnasium imports first, or call `register_gym_envs()`.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -34,28 +34,20 @@ if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
     from types import ModuleType
 
-__all__ = ["ENTRY_POINT", "gym_env_ids", "register_gym_envs", "register_when_gymnasium_is_imported"]
+__all__ = ["ENTRY_POINT", "HUD_GYM_ID", "gym_env_ids", "register_gym_envs", "register_when_gymnasium_is_imported"]
 
 ENTRY_POINT = "hud_vf_gym.gym.env:HUDTaskEnv"
-BROWSER_MODULE = "hud_vf_gym.environments.browser"
-BROWSER_TASKSET = "browser"  # the built-in taskset Browser-v0 serves
-BROWSER_CONFIG = "browser-text"  # the built-in config that describes the screen in text
-# where `load_taskset` finds built-in names
-_TASKSETS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "tasksets")
+HUD_GYM_ID = "hud_vf_gym/HUD-v0"  # any taskset: taskset= and config_path= are required arguments of make()
 
 
 def gym_env_ids() -> dict[str, dict[str, Any]]:
     """Return every id this package registers, with the keyword arguments `gymnasium.make` passes for it."""
-    import importlib.util
+    from hud_vf_gym.environments.registry import BUILTINS  # read now: rows may have been added since import
 
-    ids: dict[str, dict[str, Any]] = {
-        "hud_vf_gym/2048-v0": {"taskset": "2048", "config_path": "2048"},
-        "hud_vf_gym/HUD-v0": {},  # taskset= and config_path= are required arguments of make()
-    }
-    names = (f"{BROWSER_TASKSET}{suffix}" for suffix in (".json", ".jsonl"))
-    has_taskset = any(os.path.isfile(os.path.join(_TASKSETS_DIR, name)) for name in names)
-    if has_taskset and importlib.util.find_spec(BROWSER_MODULE) is not None:
-        ids["hud_vf_gym/Browser-v0"] = {"taskset": BROWSER_TASKSET, "config_path": BROWSER_CONFIG}
+    ids: dict[str, dict[str, Any]] = {HUD_GYM_ID: {}}
+    for row in BUILTINS.values():
+        if row.gym_id is not None and row.is_installed():
+            ids[row.gym_id] = row.make_kwargs()
     return ids
 
 

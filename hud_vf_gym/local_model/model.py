@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from hud_vf_gym.errors import ConfigError, DependencyNotInstalled, HUDGymError
+from hud_vf_gym.errors import ConfigError, DependencyNotInstalled, ModelLoadError
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -62,10 +62,6 @@ LOCK_WAIT_S = 900.0  # another process converting takes ~30 s on 2 cores; waitin
 LOCK_POLL_S = 0.2  # how often a waiting process retries the lock
 CACHE_FOLDER_MODE = 0o755
 SOURCE_FILE = "hud_vf_gym_source.json"  # written into the converted folder: where it came from
-
-
-class ModelLoadError(HUDGymError):
-    """Raised when a local model folder or GGUF file cannot be converted or loaded; the message names the path."""
 
 
 # -- finding the model ---------------------------------------------------------------------------------------------

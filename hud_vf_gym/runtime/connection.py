@@ -22,10 +22,9 @@ import asyncio
 import logging
 import math
 import os
-import signal
 import tempfile
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import TextIO, TypeVar
 
@@ -42,6 +41,7 @@ from mcp.shared.exceptions import McpError
 from mcp.shared.message import SessionMessage
 
 from hud_vf_gym.errors import ServerConnectionError, ServerStartError, ServerTimeoutError
+from hud_vf_gym.runtime.processes import find_child_process_group, kill_process_group, signal_group, stat_fields
 from hud_vf_gym.runtime.servers import RemoteServer, ServerEntry, StdioServer
 from hud_vf_gym.runtime.variables import redact_text
 
@@ -60,9 +60,6 @@ FORCED_CLOSE_TIMEOUT_S = 1.0
 _FAILURE_REPORT_WAIT_S = 0.5
 # An idle HTTP response stream may stay open this long before httpx gives up on it (mcp's own default).
 _HTTP_READ_TIMEOUT_S = 300.0
-# Killed processes vanish within milliseconds; this only bounds the wait should one linger (a zombie nobody reaps).
-_GROUP_EXIT_WAIT_S = 1.0
-_GROUP_EXIT_POLL_S = 0.01
 # How much of a stdio server's stderr an error message quotes.
 _STDERR_TAIL_BYTES = 4096
 _STDERR_TAIL_LINES = 12
@@ -132,13 +129,13 @@ class ServerConnection:
         """
         if self._process_group is None:
             return self.is_alive
-        fields = _stat_fields(str(self._process_group))  # the server leads its group: its pid is the group's id
+        fields = stat_fields(str(self._process_group))  # the server leads its group: its pid is the group's id
         return fields is not None and fields[0] not in "ZX"
 
     def abandon(self) -> None:
         """Without an event loop: SIGKILL a stdio server's process group and free the capture file."""
         if self._process_group is not None:
-            _signal_group(self._process_group)
+            signal_group(self._process_group)
         self.release()
 
     def start(self) -> None:
@@ -166,7 +163,7 @@ class ServerConnection:
         except Exception as exc:  # the owner must not die with an unretrieved exception: callers read it instead
             self._failure = exc
         finally:
-            await _kill_process_group(self._process_group)
+            await kill_process_group(self._process_group)
             self._ready.set()
             self._finished.set()
 
@@ -180,7 +177,7 @@ class ServerConnection:
         read_stream, write_stream = await stack.enter_async_context(self._transport())
         if self._stderr is not None:
             # a thread, because the /proc scan grows with the machine's process count
-            self._process_group = await anyio.to_thread.run_sync(_find_child_process_group, self._stderr)
+            self._process_group = await anyio.to_thread.run_sync(find_child_process_group, self._stderr)
         client = await stack.enter_async_context(ClientSession(read_stream, write_stream))
         with anyio.CancelScope(deadline=anyio.current_time() + self._connect_timeout_s) as startup_scope:
             self._startup_scope = startup_scope
@@ -233,7 +230,7 @@ class ServerConnection:
         except TimeoutError as exc:
             raise ServerTimeoutError(
                 f"MCP server {self.name!r} ({self.target}) did not answer {operation} within {timeout_s:g} s; "
-                f"pass a larger timeout_s or raise Timeouts.call_s if it is legitimately slow"
+                f"pass a larger timeout_s or raise timeouts.tool_call_s if it is legitimately slow"
             ) from exc
         except McpError as exc:
             if not _is_connection_closed(exc):
@@ -259,7 +256,7 @@ class ServerConnection:
         if self._timed_out:
             message = (
                 f"MCP server {self.name!r} ({self.target}) did not finish starting (initialize + tools/list) "
-                f"within {self._connect_timeout_s:g} s; raise Timeouts.connect_s if it is slow to start"
+                f"within {self._connect_timeout_s:g} s; raise timeouts.connect_s if it is slow to start"
             )
         elif _is_connection_closed(_innermost(self._failure)):
             message = f"MCP server {self.name!r} ({self.target}) exited or closed the connection while starting"
@@ -361,74 +358,6 @@ def _describe_exception(exc: BaseException | None) -> str:
     if exc is None:
         return ""
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _find_child_process_group(stderr_file: TextIO) -> int | None:
-    """The process group of the child we started with `stderr_file` as its stderr; None where /proc is missing.
-
-    stdio_client does not expose its process. Its child leads a new process group, and its stderr is our capture
-    file, which tells it apart from every other child of this process.
-    """
-    capture = os.fstat(stderr_file.fileno())
-    for pid, fields in _process_stats():
-        try:
-            stderr = os.stat(f"/proc/{pid}/fd/2")
-        except OSError:  # gone, or another user's process
-            continue
-        if (stderr.st_dev, stderr.st_ino) == (capture.st_dev, capture.st_ino) and int(fields[1]) == os.getpid():
-            return int(fields[2])
-    return None
-
-
-async def _kill_process_group(process_group: int | None) -> None:
-    """SIGKILL what is left of a stdio server's process group once the server itself has exited, and wait for it.
-
-    mcp signals the group only when the server outlives the 2 s after stdin closes; a server that exits on time
-    leaves its own children (a browser, a game backend) running. A group id cannot be reused while any member
-    lives, so this never reaches an unrelated process.
-    """
-    if process_group is None:
-        return
-    # 1. Kill the group; usually it is empty already and there is nothing to wait for.
-    if not _signal_group(process_group):
-        return
-    # 2. Wait until the kernel has torn the processes down, so that "closed" means "gone" to the caller. The /proc
-    #    scan runs in a thread: with a browser's process tree on a busy machine one scan takes tens of milliseconds,
-    #    which on the event loop would stall every other rollout (and time out their connects).
-    with anyio.move_on_after(_GROUP_EXIT_WAIT_S, shield=True):
-        while await anyio.to_thread.run_sync(_group_has_live_members, process_group):
-            await anyio.sleep(_GROUP_EXIT_POLL_S)
-
-
-def _group_has_live_members(process_group: int) -> bool:
-    """Whether any process of the group is still running (zombies and dead ones do not count)."""
-    return any(int(fields[2]) == process_group and fields[0] not in "ZX" for _, fields in _process_stats())
-
-
-def _signal_group(process_group: int) -> bool:
-    """SIGKILL a process group; False when it has no process left (or is not ours to signal)."""
-    try:
-        os.killpg(process_group, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def _process_stats() -> Iterator[tuple[str, list[str]]]:
-    """Each process's id and the fields of /proc/<pid>/stat after its name (state, ppid, pgrp, ...)."""
-    for pid in filter(str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else []):
-        fields = _stat_fields(pid)
-        if fields is not None:
-            yield pid, fields
-
-
-def _stat_fields(pid: str) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after the process name (state, ppid, pgrp, ...); None once it has exited."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat_file:
-            return stat_file.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):  # exited while we looked
-        return None
 
 
 async def close_connections(connections: Iterable[ServerConnection]) -> None:

@@ -35,9 +35,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from hud_vf_gym.config import SessionsConfig
+from hud_vf_gym.config import SessionsConfig, Timeouts
 from hud_vf_gym.environments import SETUP_RESETS_STATE_META
-from hud_vf_gym.runtime.session import MCPSession, Timeouts
+from hud_vf_gym.runtime.session import MCPSession
 from hud_vf_gym.runtime.variables import resolve_templates
 
 __all__ = ["SETUP_RESETS_STATE_META", "PoolStats", "SessionPool", "servers_not_reset"]

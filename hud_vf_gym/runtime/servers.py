@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hud_vf_gym.errors import ConfigError
 from hud_vf_gym.runtime.variables import template_variables
+from hud_vf_gym.validation import validation_problems
 
 __all__ = ["HUB_HOSTS", "RemoteServer", "ServerEntry", "StdioServer", "check_hub_credentials", "parse_mcp_config"]
 
@@ -106,26 +107,14 @@ def _parse_entry(name: str, raw_entry: Any, problems: list[str]) -> ServerEntry 
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_describe_validation_error(name, model, exc))
+        # a resolved entry may hold secrets: locations and messages only, never the input
+        problems.extend(f"server {name!r}: {line}" for line in validation_problems(exc, model, quote_input=False))
         return None
 
 
 def _kind_of(value: Any) -> str:
     """Name a value's type for a message without quoting it (a resolved value may hold a secret)."""
     return "an empty mapping" if isinstance(value, Mapping) else f"a value of type {type(value).__name__}"
-
-
-def _describe_validation_error(name: str, model: type[BaseModel], exc: ValidationError) -> list[str]:
-    """One line per pydantic error, with the field's location; input values are left out (they may be secrets)."""
-    lines = []
-    for error in exc.errors(include_url=False):
-        location = ".".join(str(part) for part in error["loc"])
-        if error["type"] == "extra_forbidden":
-            message = f"unknown field; expected one of {', '.join(model.model_fields)}"
-        else:
-            message = error["msg"]
-        lines.append(f"server {name!r}: {location}: {message}")
-    return lines
 
 
 def check_hub_credentials(resolved_config: Mapping[str, Any], unresolved_config: Mapping[str, Any]) -> None:

@@ -5,12 +5,12 @@ Lifecycle of an `MCPSession`:
 1. `MCPSession.open(mcp_config)` resolves `${VAR}` templates (from `os.environ` unless told otherwise), validates
    every server entry (all problems in one `ConfigError`), refuses a HUD hub entry whose API key is empty, and
    starts or connects every server at once.
-2. Each server gets a background asyncio task, its *owner* (see `server_connection.py`), that enters the
+2. Each server gets a background asyncio task, its *owner* (see `connection.py`), that enters the
    transport (`stdio_client`, `streamable_http_client` or `sse_client`) and the `ClientSession`, runs `initialize`
    and `tools/list` within `Timeouts.connect_s`, then waits to be told to close. anyio cancel scopes must exit in
    the task that entered them; the owner keeps that promise while the session is opened, used and closed from any
    tasks.
-3. `call_tool` routes the agent-visible tool name to its server and waits at most `Timeouts.call_s`. A tool's own
+3. `call_tool` routes the agent-visible tool name to its server and waits at most `Timeouts.tool_call_s`. A tool's own
    failure (MCP `isError`, a JSON-RPC error) is a normal `ToolResult(is_error=True)`: the model can learn from it.
    Infrastructure failures raise `ServerTimeoutError` or `ServerConnectionError`.
 4. `aclose()` tells every owner to exit (mcp's stdio shutdown: close stdin, wait, SIGTERM, SIGKILL on the process
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -38,7 +37,7 @@ import mcp.types
 from mcp import ClientSession
 from mcp.shared.exceptions import McpError
 
-from hud_vf_gym.core.grade import normalize_result
+from hud_vf_gym.config import Timeouts
 from hud_vf_gym.errors import ConfigError, MCPServerError, ServerConnectionError, ServerStartError
 from hud_vf_gym.runtime.connection import (
     CLOSE_TIMEOUT_S,
@@ -47,6 +46,7 @@ from hud_vf_gym.runtime.connection import (
     close_connections,
     list_all_tools,
 )
+from hud_vf_gym.runtime.results import normalize_result
 from hud_vf_gym.runtime.servers import (
     RemoteServer,
     ServerEntry,
@@ -59,45 +59,14 @@ from hud_vf_gym.types import ToolResult, ToolSpec
 
 __all__ = [
     "CLOSE_TIMEOUT_S",
-    "DEFAULT_CALL_TIMEOUT_S",
-    "DEFAULT_CONNECT_TIMEOUT_S",
     "FORCED_CLOSE_TIMEOUT_S",
     "MCPSession",
     "RemoteServer",
     "ServerEntry",
     "StdioServer",
-    "Timeouts",
     "check_hub_credentials",
     "parse_mcp_config",
 ]
-
-# Starting a local server (or pulling a small docker image) and listing its tools takes seconds; a server that has
-# not answered `initialize` and `tools/list` after 30 s is broken. HUD waits 600 s, which turns a missing API key
-# into a 10-minute hang (hud-python#110).
-DEFAULT_CONNECT_TIMEOUT_S = 30.0
-# One game move or one browser action answers in well under a second; a minute covers a slow page load.
-DEFAULT_CALL_TIMEOUT_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """How long to wait for MCP servers; every external wait is bounded (HUD's 600 s is not a default).
-
-    Attributes:
-        connect_s: start or connect one server, `initialize` it and list its tools.
-        call_s: one tool call (or a `tools/list` refresh).
-    """
-
-    connect_s: float = DEFAULT_CONNECT_TIMEOUT_S
-    call_s: float = DEFAULT_CALL_TIMEOUT_S
-
-    def __post_init__(self) -> None:
-        """Refuse timeouts that are not positive numbers."""
-        for name in ("connect_s", "call_s"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-                raise ConfigError(f"Timeouts.{name} must be a positive number of seconds, got {value!r}")
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # The session
@@ -124,7 +93,11 @@ class MCPSession:
 
     @classmethod
     async def open(
-        cls, mcp_config: Mapping[str, Any], *, timeouts: Timeouts = Timeouts(), environ: Mapping[str, str] | None = None
+        cls,
+        mcp_config: Mapping[str, Any],
+        *,
+        timeouts: Timeouts | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> MCPSession:
         """Resolve, validate and check `mcp_config`, then start every server and list its tools.
 
@@ -132,6 +105,7 @@ class MCPSession:
             ConfigError: the config is invalid, or a HUD hub entry has an empty API key.
             ServerStartError: a server could not be started, reached or initialised in time.
         """
+        timeouts = Timeouts() if timeouts is None else timeouts
         environment = os.environ if environ is None else environ
         resolved = resolve_templates(mcp_config, environment)
         entries = parse_mcp_config(resolved)
@@ -218,7 +192,7 @@ class MCPSession:
 
         Raises:
             ConfigError: no server offers a tool of that name.
-            ServerTimeoutError: the call ran past `timeout_s` (default `timeouts.call_s`).
+            ServerTimeoutError: the call ran past `timeout_s` (default `timeouts.tool_call_s`).
             ServerConnectionError: the server died or its connection dropped.
         """
         self._ensure_open(f"call tool {name!r}")
@@ -232,7 +206,7 @@ class MCPSession:
             # RuntimeError when structured content misses the tool's output schema, which is the tool's problem.
             return await client.send_request(request, mcp.types.CallToolResult)
 
-        timeout = self.timeouts.call_s if timeout_s is None else timeout_s
+        timeout = self.timeouts.tool_call_s if timeout_s is None else timeout_s
         try:
             result = await connection.request(f"the call to tool {tool_name!r}", timeout, send)
         except McpError as exc:  # a JSON-RPC error answer (invalid params, ...): the server is fine
@@ -243,14 +217,14 @@ class MCPSession:
         """List the tools of every server again, refresh `tools` and return it.
 
         Raises:
-            ServerTimeoutError: a server did not answer within `timeouts.call_s`.
+            ServerTimeoutError: a server did not answer within `timeouts.tool_call_s`.
             ServerConnectionError: a server died or its connection dropped.
             MCPServerError: a server answered with a JSON-RPC error.
         """
         self._ensure_open("list tools")
         for connection in self._connections.values():
             try:
-                connection.tools = await connection.request("tools/list", self.timeouts.call_s, list_all_tools)
+                connection.tools = await connection.request("tools/list", self.timeouts.tool_call_s, list_all_tools)
             except McpError as exc:
                 raise MCPServerError(f"MCP server {connection.name!r} refused tools/list: {exc.error.message}") from exc
         self._build_routes()

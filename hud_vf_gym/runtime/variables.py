@@ -24,7 +24,16 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["REDACTED", "redact", "redact_text", "resolve_templates", "secret_values", "template_variables"]
+__all__ = [
+    "REDACTED",
+    "has_template",
+    "is_secret_name",
+    "redact",
+    "redact_text",
+    "resolve_templates",
+    "secret_values",
+    "template_variables",
+]
 
 REDACTED = "***"
 """What `redact` and `redact_text` put in place of a secret."""
@@ -43,6 +52,17 @@ _TEMPLATE = re.compile(
 # Names of headers, env entries and variables whose values are credentials. `Env-*` is how newer HUD clients
 # forward secrets to hub containers (`OPENAI_API_KEY` travels as `Env-Openai-Api-Key`).
 _SECRET_NAME = re.compile(r"authorization|token|secret|passw(?:or)?d|key|cookie|credential|^env-", re.IGNORECASE)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a header, env entry or variable of this name holds a credential (`Authorization`, `HUD_API_KEY`)."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def has_template(text: str) -> bool:
+    """Whether a string refers to an environment variable (`${VAR}` or `$VAR`), so it holds no literal secret."""
+    return any(not match["escaped"] for match in _TEMPLATE.finditer(text))
+
 
 # Shorter values are not treated as secrets: replacing every "1" or "on" in a message would garble it, and a
 # credential that short protects nothing anyway.
@@ -121,7 +141,7 @@ def secret_values(unresolved: Any, resolved: Any, environ: Mapping[str, str]) ->
     They are the values of referenced variables whose names look secret (`HUD_API_KEY`, `GITHUB_TOKEN`), and the
     resolved values under secret-looking keys (an `Authorization` header, and the token after its `Bearer`).
     """
-    found = {environ.get(name, "") for name in template_variables(unresolved) if _SECRET_NAME.search(name)}
+    found = {environ.get(name, "") for name in template_variables(unresolved) if is_secret_name(name)}
     found.update(_values_under_secret_keys(resolved))
     return frozenset(value for value in found if len(value) >= _MIN_SECRET_LENGTH)
 
@@ -144,7 +164,7 @@ def _values_under_secret_keys(value: Any) -> set[str]:
 
 def _is_secret_entry(key: Any, item: Any) -> bool:
     """Whether a mapping entry holds a credential: a string under a secret-looking name."""
-    return isinstance(key, str) and isinstance(item, str) and bool(_SECRET_NAME.search(key))
+    return isinstance(key, str) and isinstance(item, str) and is_secret_name(key)
 
 
 def _usable_secrets(secrets: Iterable[str]) -> list[str]:

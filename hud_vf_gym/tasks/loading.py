@@ -1,8 +1,8 @@
 """Loading a taskset from wherever it lives: rows, JSON/JSONL files, saved datasets, built-in names, the HF hub.
 
 Every row is validated with `Task.from_row`; bad rows are reported together (index, id, field) and skipped, the good
-rows are returned. Built-in tasksets live in `hud_vf_gym/tasksets/` and name their servers `python -m ...`, which
-runs in the interpreter that loaded them.
+rows are returned. Built-in tasksets live in `hud_vf_gym/tasksets/` (or where a `BUILTINS` row points) and name
+their servers `python -m ...`, which runs in the interpreter that loaded them.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hud_vf_gym.environments.registry import builtin_taskset_files, shipped_tasksets_dir
 from hud_vf_gym.errors import TaskError, TasksetError
 from hud_vf_gym.tasks.task import Task, _row_label, _short  # shared message helpers
 
@@ -314,17 +314,23 @@ def _pick_split(dataset_dict: Mapping[str, Any], split: str, display: str) -> An
 
 def _builtin_tasksets_dir() -> Traversable:
     """Return the folder of built-in tasksets shipped inside the package."""
-    return resources.files("hud_vf_gym") / "tasksets"
+    return shipped_tasksets_dir()
 
 
 def _builtin_tasksets() -> dict[str, Traversable]:
-    """Map each built-in taskset's name (its file name without suffix) to its file, sorted by name."""
+    """Map each built-in taskset's name to its file, sorted by name.
+
+    The shipped files are named by their file name without suffix; then come the files that rows of the built-in
+    environments table (`hud_vf_gym.environments.registry`) name by path.
+    """
     folder = _builtin_tasksets_dir()
-    if not folder.is_dir():
-        return {}
-    found = {
-        Path(entry.name).stem: entry
-        for entry in folder.iterdir()
-        if entry.is_file() and Path(entry.name).suffix in _TASKSET_SUFFIXES
-    }
+    found: dict[str, Traversable] = {}
+    if folder.is_dir():
+        found = {
+            Path(entry.name).stem: entry
+            for entry in folder.iterdir()
+            if entry.is_file() and Path(entry.name).suffix in _TASKSET_SUFFIXES
+        }
+    for name, path in builtin_taskset_files().items():
+        found.setdefault(name, path)  # a shipped file keeps its name; register_builtin refuses such clashes anyway
     return dict(sorted(found.items()))

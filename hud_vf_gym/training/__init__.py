@@ -32,7 +32,6 @@ _LAZY_NAMES: dict[str, str] = {
     "TokenLimits": "hud_vf_gym.training.sequence",
     "TransformersGenerator": "hud_vf_gym.training.generation",
     "VLLMServerGenerator": "hud_vf_gym.training.generation",
-    "component_values": "hud_vf_gym.training.rewards",
     "initial_messages": "hud_vf_gym.training.rollout",
     "load_few_shot": "hud_vf_gym.training.options",
     "plan_launch": "hud_vf_gym.training.launch",
@@ -41,7 +40,6 @@ _LAZY_NAMES: dict[str, str] = {
     "reward_functions": "hud_vf_gym.training.rewards",
     "select_generator": "hud_vf_gym.training.generation",
     "training_dataset": "hud_vf_gym.training.rollout",
-    "weighted_reward": "hud_vf_gym.training.rewards",
 }
 
 __all__ = [
@@ -55,7 +53,6 @@ __all__ = [
     "TokenLimits",
     "TransformersGenerator",
     "VLLMServerGenerator",
-    "component_values",
     "initial_messages",
     "load_few_shot",
     "plan_launch",
@@ -64,7 +61,6 @@ __all__ = [
     "reward_functions",
     "select_generator",
     "training_dataset",
-    "weighted_reward",
 ]
 
 if TYPE_CHECKING:
@@ -77,7 +73,7 @@ if TYPE_CHECKING:
     )
     from hud_vf_gym.training.launch import LaunchPlan, plan_launch
     from hud_vf_gym.training.options import load_few_shot, resolve_model, resolve_report_to
-    from hud_vf_gym.training.rewards import COMPONENT_NAMES, component_values, reward_functions, weighted_reward
+    from hud_vf_gym.training.rewards import COMPONENT_NAMES, reward_functions
     from hud_vf_gym.training.rollout import EpisodeResult, HUDRollout, initial_messages, training_dataset
     from hud_vf_gym.training.sequence import ChatFormat, TokenLimits
 

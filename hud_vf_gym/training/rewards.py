@@ -1,6 +1,6 @@
 """The rubric's components as TRL reward functions, weighted by the environment config.
 
-The rollout computes every component once per episode with the rubric's own functions (`component_values`) and
+The rollout scores every episode once with the rubric's `score_episode` and
 returns them as extra keys (`task_completion`, `tool_execution`, `format_compliance`, `screenshot_behavior`,
 `thinking_quality`, and the weighted total `hud_reward`). TRL hands those keys to every reward function as keyword
 arguments, so each reward function here only reads its column:
@@ -18,41 +18,19 @@ failed for infrastructure reasons), `turns` and `episode_tokens_truncated`.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
-from hud_vf_gym.config import EnvConfig, RubricWeights
-from hud_vf_gym.core.record import STATE_KEY, EpisodeRecord
+from hud_vf_gym.config import RubricWeights
 from hud_vf_gym.core.rubric import COMPONENTS
 from hud_vf_gym.errors import ConfigError
 
-__all__ = ["COMPONENT_NAMES", "RewardFunc", "component_values", "reward_functions", "weighted_reward"]
+__all__ = ["COMPONENT_NAMES", "RewardFunc", "reward_functions"]
 
 COMPONENT_NAMES: tuple[str, ...] = tuple(COMPONENTS)
 TOTAL_KEY = "hud_reward"  # the rollout's extra key holding the weighted total
 INFRA_KEY = "infra_error"  # the rollout's extra key: the failure's message, None when the episode ran
 RewardFunc = Callable[..., list[float | None]]
-# the rubric's dict holds plain functions of (state, **injected); typed here for mypy
-_COMPONENT_FUNCTIONS = cast("dict[str, Callable[..., float]]", COMPONENTS)
-
-
-def component_values(record: EpisodeRecord, config: EnvConfig) -> dict[str, float]:
-    """Every rubric component of one episode, computed by the rubric's own functions (nothing re-implemented)."""
-    injected = {"parser_config": config.parser, "thinking_bounds": config.rubric.thinking}
-    state = {STATE_KEY: record}
-    values: dict[str, float] = {}
-    for name, function in _COMPONENT_FUNCTIONS.items():
-        parameters = inspect.signature(function).parameters
-        kwargs = {key: value for key, value in injected.items() if key in parameters}
-        values[name] = float(function(state, **kwargs))
-    return values
-
-
-def weighted_reward(values: Mapping[str, float], weights: RubricWeights) -> float:
-    """The rubric's total: sum over components of weight * value."""
-    by_name = weights.model_dump()
-    return float(sum(by_name[name] * values[name] for name in COMPONENT_NAMES))
 
 
 def reward_functions(weights: RubricWeights) -> tuple[list[RewardFunc], list[float]]:

@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import logging
-import threading
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,10 +38,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from hud_vf_gym.config import EnvConfig
 from hud_vf_gym.core.harness import Harness, Observation, TaskEpisode
 from hud_vf_gym.core.record import EpisodeRecord
+from hud_vf_gym.core.rubric import score_episode
 from hud_vf_gym.errors import ConfigError, MCPServerError, TaskError
+from hud_vf_gym.runtime.loop_thread import EventLoopThread
 from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.training.generation import Generator, select_generator
-from hud_vf_gym.training.rewards import COMPONENT_NAMES, INFRA_KEY, TOTAL_KEY, component_values, weighted_reward
+from hud_vf_gym.training.rewards import COMPONENT_NAMES, INFRA_KEY, TOTAL_KEY
 from hud_vf_gym.training.sequence import ChatFormat, TokenLimits
 
 if TYPE_CHECKING:
@@ -168,31 +168,6 @@ class _Row:
         )
 
 
-class _LoopThread:
-    """An asyncio loop running in its own daemon thread; `run` submits a coroutine and waits for it (bounded)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="hud-vf-gym-rollout", daemon=True)
-        self.thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, _T], timeout_s: float) -> _T:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        try:
-            return future.result(timeout_s)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise RuntimeError(
-                f"a rollout phase ran past {timeout_s:.0f} s (timeouts.rollout_s) although every MCP call is bounded"
-            ) from None
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(LOOP_STOP_TIMEOUT_S)
-        if not self.thread.is_alive():
-            self.loop.close()
-
-
 class HUDRollout:
     """TRL `rollout_func` that plays HUD tasks turn by turn through the evaluation `Harness` (see module docs).
 
@@ -225,7 +200,7 @@ class HUDRollout:
         self.last_episodes: tuple[EpisodeResult, ...] = ()
         self._generator = generator
         self._chat: ChatFormat | None = None
-        self._loop: _LoopThread | None = None
+        self._loop: EventLoopThread | None = None
 
     # -- the call TRL makes ------------------------------------------------------------------------------------------
 
@@ -256,7 +231,9 @@ class HUDRollout:
         loop, self._loop = self._loop, None
         if loop is not None:
             try:
-                loop.run(self.harness.close_all(), self.config.timeouts.rollout_s)
+                loop.run(
+                    self.harness.close_all(), what="closing the MCP sessions", timeout_s=self.config.timeouts.rollout_s
+                )
             finally:
                 loop.close()
 
@@ -345,7 +322,7 @@ class HUDRollout:
 
     def _outputs(self, rows: Sequence[_Row]) -> dict[str, Any]:
         """TRL's keys, then every rubric component, the weighted total and the episode facts (None when failed)."""
-        values = [None if row.error else component_values(row.episode.record, self.config) for row in rows]
+        scores = [None if row.error else score_episode(row.episode.record, self.config) for row in rows]
         logprobs = [row.logprobs for row in rows]
         output: dict[str, Any] = {
             "prompt_ids": [row.prompt_ids for row in rows],
@@ -354,9 +331,8 @@ class HUDRollout:
             "logprobs": None if any(row_logprobs is None for row_logprobs in logprobs) else logprobs,
         }
         for name in COMPONENT_NAMES:
-            output[name] = [None if value is None else value[name] for value in values]
-        weights = self.config.rubric.weights
-        output[TOTAL_KEY] = [None if value is None else weighted_reward(value, weights) for value in values]
+            output[name] = [None if score is None else score.components[name] for score in scores]
+        output[TOTAL_KEY] = [None if score is None else score.reward for score in scores]
         output[INFRA_KEY] = [row.episode.record.infra_error for row in rows]
         output[TASK_ID_KEY] = [row.task.id for row in rows]
         output["num_turns"] = [len(row.episode.record.turns) for row in rows]
@@ -390,8 +366,10 @@ class HUDRollout:
 
     def _run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
         if self._loop is None:
-            self._loop = _LoopThread()
-        return self._loop.run(coroutine, self.config.timeouts.rollout_s)
+            self._loop = EventLoopThread(name="hud-vf-gym-rollout", join_timeout_s=LOOP_STOP_TIMEOUT_S)
+        return self._loop.run(
+            coroutine, what="a rollout phase (timeouts.rollout_s)", timeout_s=self.config.timeouts.rollout_s
+        )
 
 
 def _check_something_trains(rows: Sequence[_Row]) -> None:

@@ -278,11 +278,6 @@ class RecordingScreen:
         self.calls.append(("pause", milliseconds))
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def act(action: str, **arguments: Any) -> tuple[computer.ActionOutcome, list[tuple[Any, ...]]]:
     screen = RecordingScreen()
     outcome = await run_action(screen, ComputerCall.from_arguments(action, arguments))

@@ -48,11 +48,6 @@ pad.addEventListener('mouseup', e => log('up ' + e.clientX + ',' + e.clientY));
 </script></body></html>"""
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @asynccontextmanager
 async def open_session(*server_args: str, env: Mapping[str, str] | None = None) -> AsyncIterator[ClientSession]:
     """Start a server process, initialise a client session on it, and stop the process on exit."""

@@ -24,11 +24,6 @@ TIMEOUT_S = 30
 EVALUATION_KEYS = ["reward", "done", "content", "info", "isError"]
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @asynccontextmanager
 async def open_session(*server_args: str) -> AsyncIterator[ClientSession]:
     """Start a server process, initialise a client session on it, and stop the process on exit."""

@@ -6,6 +6,8 @@ its stdin closes. Two options make it awkward to shut down:
 - `--spawn-grandchild` starts a sleeping child process (with the same arguments) that outlives the server;
 - `--stubborn` ignores SIGTERM and keeps running after stdin closes, so only SIGKILL ends it.
 
+`--paged` lists its tools one per `tools/list` page (echo, then shout), following MCP's pagination cursors.
+
 Other command-line arguments (such as a test's `--marker=...`) are ignored.
 """
 
@@ -23,6 +25,7 @@ ECHO_TOOL = {
     "description": "Return the text unchanged.",
     "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
 }
+SHOUT_TOOL = {**ECHO_TOOL, "name": "shout", "description": "Return the text in capitals."}
 
 
 def answer(request: dict[str, Any]) -> dict[str, Any]:
@@ -34,10 +37,18 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
             "capabilities": {"tools": {}},
             "serverInfo": {"name": "tiny", "version": "0"},
         }
-    elif method == "tools/list":
+    elif method == "tools/list" and "--paged" not in sys.argv:
         result = {"tools": [ECHO_TOOL]}
-    elif method == "tools/call" and params.get("name") == "echo":
-        result = {"content": [{"type": "text", "text": params["arguments"]["text"]}], "isError": False}
+    elif method == "tools/list":
+        result = (
+            {"tools": [SHOUT_TOOL]}
+            if params.get("cursor") == "page-2"
+            else {"tools": [ECHO_TOOL], "nextCursor": "page-2"}
+        )
+    elif method == "tools/call" and params.get("name") in ("echo", "shout"):
+        text = params["arguments"]["text"]
+        text = text.upper() if params["name"] == "shout" else text
+        result = {"content": [{"type": "text", "text": text}], "isError": False}
     elif method == "ping":
         result = {}
     else:

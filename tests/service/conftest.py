@@ -4,7 +4,6 @@ a real `hud-vf-gym serve` process on 127.0.0.1, and a small real training job co
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -158,15 +157,6 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()
-
-
-def load_tiny_model_builder() -> Callable[[Path], Path]:
-    """tests/training/conftest.py's build_tiny_model (a tiny random Qwen2 and tokenizer), loaded by path."""
-    spec = importlib.util.spec_from_file_location("_tiny_model", ROOT / "tests" / "training" / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_tiny_model  # type: ignore[no-any-return]
 
 
 def kill_job_processes(state_dir: Path) -> None:

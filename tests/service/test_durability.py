@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import ServiceProcess, kill_job_processes, load_tiny_model_builder, parse_sse
+from tests.training.conftest import build_tiny_model
+
+from .conftest import ServiceProcess, kill_job_processes, parse_sse
 
 pytest.importorskip("trl", reason="training jobs need the train extra: pip install -e '.[train]'")
 
@@ -89,7 +91,7 @@ def log_lines(state: Path, job_id: str) -> int:
 def test_durability_kill_9_restart_reattaches_interrupts_and_resumes(
     tmp_path: Path, services: list[ServiceProcess]
 ) -> None:
-    model = load_tiny_model_builder()(tmp_path / "tiny-lm")
+    model = build_tiny_model(tmp_path / "tiny-lm")
     state = tmp_path / "state"
     services.append(ServiceProcess(state, tmp_path))
     client = Client(services[-1].base_url)

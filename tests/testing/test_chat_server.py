@@ -34,11 +34,6 @@ CONCURRENT_REQUESTS = 64
 BOARD = "Moved LEFT\nScore: 4\n+---+---+\n| 2 |   |\n+---+---+\n[ASCII]"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def echo_policy(messages: list[dict[str, Any]]) -> str:
     """Echo the last message; "boom" makes the policy fail, to test the 500 path."""
     text = message_text(messages[-1])

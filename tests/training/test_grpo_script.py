@@ -15,6 +15,7 @@ import yaml
 
 from hud_vf_gym.errors import ConfigError
 from hud_vf_gym.training import COMPONENT_NAMES, resolve_model, resolve_report_to
+from tests.support import REPO_ROOT
 
 trl = pytest.importorskip("trl", reason="the training tests need: pip install -e '.[train]'")
 
@@ -25,15 +26,14 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
-CPU_CONFIG = ROOT / "configs" / "train" / "2048-cpu.yaml"
-GPU_CONFIG = ROOT / "configs" / "train" / "2048-gpu.yaml"
+CPU_CONFIG = REPO_ROOT / "configs" / "train" / "2048-cpu.yaml"
+GPU_CONFIG = REPO_ROOT / "configs" / "train" / "2048-gpu.yaml"
 
 
 @pytest.fixture(scope="module")
 def grpo_script() -> Iterator[Any]:
     """train/grpo.py imported as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("hud_vf_gym_train_grpo", ROOT / "train" / "grpo.py")
+    spec = importlib.util.spec_from_file_location("hud_vf_gym_train_grpo", REPO_ROOT / "train" / "grpo.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve the module's string annotations through sys.modules

@@ -19,9 +19,9 @@ import pytest
 
 from hud_vf_gym.errors import ConfigError
 from hud_vf_gym.training.launch import main, plan_launch, visible_gpus
+from tests.support import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-LAUNCH_SH = ROOT / "train" / "launch.sh"
+LAUNCH_SH = REPO_ROOT / "train" / "launch.sh"
 WAIT_S = 60.0  # bound on every wait for the launcher in these tests
 
 FAKE_VLLM = """
@@ -132,7 +132,7 @@ def test_main_prints_bash_arrays_that_round_trip(capsys: pytest.CaptureFixture[s
 def test_accelerate_configs_load_with_accelerate() -> None:
     config_args = pytest.importorskip("accelerate.commands.config.config_args", reason="needs the train extra")
     for name, distributed, stage in [("single_gpu", "NO", None), ("zero2", "DEEPSPEED", 2), ("zero3", "DEEPSPEED", 3)]:
-        config = config_args.ClusterConfig.from_yaml_file(str(ROOT / "configs" / "accelerate" / f"{name}.yaml"))
+        config = config_args.ClusterConfig.from_yaml_file(str(REPO_ROOT / "configs" / "accelerate" / f"{name}.yaml"))
         assert config.distributed_type.value == distributed
         assert config.deepspeed_config.get("zero_stage") == stage
         assert (config.num_machines, config.mixed_precision) == (1, "bf16")

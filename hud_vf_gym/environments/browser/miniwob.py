@@ -26,9 +26,12 @@ import importlib.util
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hud_vf_gym.environments.browser.tasks import EvaluationResult, evaluation
+from hud_vf_gym.environments.browser.tasks import evaluation
+
+if TYPE_CHECKING:  # only for annotations: the adapter stays free of MCP and pydantic at run time
+    from hud_vf_gym.environments.hub import EvaluationResult
 
 __all__ = [
     "MINIWOB_PREFIX",

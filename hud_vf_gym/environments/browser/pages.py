@@ -21,10 +21,9 @@ from __future__ import annotations
 import html
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hud_vf_gym.environments.browser.tasks import (
-    EvaluationResult,
     PageContent,
     PageTask,
     PageTaskSpec,
@@ -34,6 +33,9 @@ from hud_vf_gym.environments.browser.tasks import (
     seeded_random,
     submitted_values,
 )
+
+if TYPE_CHECKING:  # only for annotations: the pages stay free of MCP and pydantic at run time
+    from hud_vf_gym.environments.hub import EvaluationResult
 
 __all__ = ["PAGE_TASKS", "build_page_task", "check_page_task"]
 

@@ -66,15 +66,14 @@ reward after the episode ends (later clicks change nothing); our pages lock a fo
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from mcp.server.fastmcp import FastMCP
-from mcp.types import CallToolResult, TextContent
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from mcp.types import CallToolResult
+from pydantic import Field
 
 from hud_vf_gym.environments import SETUP_RESETS_STATE_META
 from hud_vf_gym.environments.browser.computer import ACTIONS, ComputerCall, ComputerError
@@ -89,10 +88,18 @@ from hud_vf_gym.environments.browser.session import (
     first_line,
     playwright_errors,
 )
-from hud_vf_gym.environments.browser.tasks import EvaluationResult
+from hud_vf_gym.environments.hub import (
+    ARGUMENTS_DESCRIPTION,
+    NAME_DESCRIPTION,
+    Hub,
+    HubArguments,
+    HubFunction,
+    evaluation_result,
+    serve_function_lists,
+)
 from hud_vf_gym.environments.stdio import run_stdio
 
-__all__ = ["EVALUATE_FUNCTIONS", "SETUP_FUNCTIONS", "create_server", "main"]
+__all__ = ["EVALUATE_HUB", "SETUP_HUB", "create_server", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,44 +109,28 @@ SERVER_NAME = "browser"
 # -- hubs ---------------------------------------------------------------------------------------------------------
 
 
-class _HubArguments(BaseModel):
-    """Base of the hub functions' argument models: a misspelt argument is an error, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class _OpenTaskArguments(_HubArguments):
+class _OpenTaskArguments(HubArguments):
     task: str
     seed: int = 0
 
 
-class _LoadHtmlArguments(_HubArguments):
+class _LoadHtmlArguments(HubArguments):
     html: str
     goal: str = ""
 
 
-class _NoArguments(_HubArguments):
+class _NoArguments(HubArguments):
     pass
 
 
-class _PageContainsArguments(_HubArguments):
+class _PageContainsArguments(HubArguments):
     text: str
     case_sensitive: bool = True
 
 
-class _ElementValueArguments(_HubArguments):
+class _ElementValueArguments(HubArguments):
     selector: str
     value: str
-
-
-_HubRunner = Callable[[BrowserSession, Any], Awaitable[CallToolResult]]
-
-
-def _evaluation_result(result: EvaluationResult) -> CallToolResult:
-    """Send an EvaluationResult as HUD does: as `structuredContent` and as one text block of compact JSON."""
-    structured = dict(result)
-    text = json.dumps(structured, separators=(",", ":"))
-    return CallToolResult(content=[TextContent(type="text", text=text)], structuredContent=structured)
 
 
 async def _run_open_task(session: BrowserSession, arguments: _OpenTaskArguments) -> CallToolResult:
@@ -151,80 +142,49 @@ async def _run_load_html(session: BrowserSession, arguments: _LoadHtmlArguments)
 
 
 async def _run_task_reward(session: BrowserSession, arguments: _NoArguments) -> CallToolResult:
-    return _evaluation_result(await session.task_reward())
+    return evaluation_result(await session.task_reward())
 
 
 async def _run_page_contains(session: BrowserSession, arguments: _PageContainsArguments) -> CallToolResult:
-    return _evaluation_result(await session.page_contains(arguments.text, arguments.case_sensitive))
+    return evaluation_result(await session.page_contains(arguments.text, arguments.case_sensitive))
 
 
 async def _run_element_value(session: BrowserSession, arguments: _ElementValueArguments) -> CallToolResult:
-    return _evaluation_result(await session.element_value_equals(arguments.selector, arguments.value))
+    return evaluation_result(await session.element_value_equals(arguments.selector, arguments.value))
 
 
-_SETUP_HUB: dict[str, tuple[type[_HubArguments], _HubRunner]] = {
-    "load_html": (_LoadHtmlArguments, _run_load_html),
-    "open_task": (_OpenTaskArguments, _run_open_task),
-}
-_EVALUATE_HUB: dict[str, tuple[type[_HubArguments], _HubRunner]] = {
-    "element_value_equals": (_ElementValueArguments, _run_element_value),
-    "page_contains": (_PageContainsArguments, _run_page_contains),
-    "task_reward": (_NoArguments, _run_task_reward),
-}
-# The JSON-schema enums of the hubs' `name` argument, and the `file:///<hub>/functions` resources.
-SETUP_FUNCTIONS = tuple(sorted(_SETUP_HUB))
-EVALUATE_FUNCTIONS = tuple(sorted(_EVALUATE_HUB))
+def _describe_failure(exc: Exception) -> str | None:
+    """Word the failures a hub function may meet; None for anything else (a server bug, left to FastMCP)."""
+    if isinstance(exc, KeyError):  # an unknown task name; the message lists the valid ones
+        return f"failed: {exc.args[0]}"
+    if isinstance(exc, ImportError):  # DependencyNotInstalled: no Playwright, no Chromium or no miniwob, with the fix
+        return f"failed: {exc}"
+    if isinstance(exc, playwright_errors()):  # Playwright is imported by now: the function reached the browser
+        return f"failed in the browser: {first_line(str(exc))}"
+    return None
 
 
-def _hub_arguments(arguments: Mapping[str, Any] | str) -> dict[str, Any]:
-    """A hub call's inner arguments as a dict; HUD accepts an object or a JSON string ("" means none)."""
-    if isinstance(arguments, Mapping):
-        return dict(arguments)
-    if not arguments.strip():
-        return {}
-    parsed = json.loads(arguments)  # a JSONDecodeError is a ValueError, reported by `_dispatch`
-    if not isinstance(parsed, dict):
-        raise ValueError(f"arguments must be a JSON object, got {type(parsed).__name__}")
-    return parsed
-
-
-def _text_error(text: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=text)], isError=True)
-
-
-async def _dispatch(
-    session: BrowserSession,
-    hub: str,
-    functions: Mapping[str, tuple[type[_HubArguments], _HubRunner]],
-    name: str,
-    arguments: Mapping[str, Any] | str,
-) -> CallToolResult:
-    """Run one hub function by name; a bad name, bad arguments or a task that cannot open is an error result."""
-    entry = functions.get(name)
-    if entry is None:
-        return _text_error(f"Unknown {hub} function {name!r}; expected one of: {', '.join(sorted(functions))}")
-    model, run = entry
-    try:
-        validated = model.model_validate(_hub_arguments(arguments))
-    except ValidationError as exc:  # a subclass of ValueError, so it must come first
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
-        return _text_error(f"Invalid arguments for {hub} function {name!r}: {problems}")
-    except ValueError as exc:
-        return _text_error(f"Invalid arguments for {hub} function {name!r}: {exc}")
-    try:
-        return await run(session, validated)
-    except KeyError as exc:  # an unknown task name; the message lists the valid ones
-        return _text_error(f"{hub} function {name!r} failed: {exc.args[0]}")
-    except ImportError as exc:  # DependencyNotInstalled: no Playwright, no Chromium or no miniwob, with the fix
-        return _text_error(f"{hub} function {name!r} failed: {exc}")
-    except playwright_errors() as exc:
-        return _text_error(f"{hub} function {name!r} failed in the browser: {first_line(str(exc))}")
+SETUP_HUB: Hub[BrowserSession] = Hub(
+    "setup",
+    {
+        "load_html": HubFunction(_LoadHtmlArguments, _run_load_html),
+        "open_task": HubFunction(_OpenTaskArguments, _run_open_task),
+    },
+    describe_failure=_describe_failure,
+)
+EVALUATE_HUB: Hub[BrowserSession] = Hub(
+    "evaluate",
+    {
+        "element_value_equals": HubFunction(_ElementValueArguments, _run_element_value),
+        "page_contains": HubFunction(_PageContainsArguments, _run_page_contains),
+        "task_reward": HubFunction(_NoArguments, _run_task_reward),
+    },
+    describe_failure=_describe_failure,
+)
 
 
 # -- the server ---------------------------------------------------------------------------------------------------
 
-_NAME_DESCRIPTION = "The hub function to call."
-_ARGUMENTS_DESCRIPTION = "The function's arguments, as an object or a JSON string."
 _COMPUTER_DESCRIPTION = "Control computer with mouse, keyboard, and screenshots"  # HUD's description, verbatim
 
 
@@ -287,32 +247,21 @@ def create_server(settings: ServerSettings) -> FastMCP:
     # many rollouts.
     @mcp.tool(meta={SETUP_RESETS_STATE_META: True})
     async def setup(
-        name: Annotated[str, Field(description=_NAME_DESCRIPTION, json_schema_extra={"enum": list(SETUP_FUNCTIONS)})],
-        arguments: Annotated[dict[str, Any] | str, Field(description=_ARGUMENTS_DESCRIPTION)] = "",
+        name: Annotated[str, Field(description=NAME_DESCRIPTION, json_schema_extra={"enum": SETUP_HUB.names})],
+        arguments: Annotated[dict[str, Any] | str, Field(description=ARGUMENTS_DESCRIPTION)] = "",
     ) -> CallToolResult:
         """Run a setup function by name: `open_task` opens a task by name and seed, `load_html` shows a page."""
-        return await _dispatch(session, "setup", _SETUP_HUB, name, arguments)
+        return await SETUP_HUB.call(session, name, arguments)
 
     @mcp.tool()
     async def evaluate(
-        name: Annotated[
-            str, Field(description=_NAME_DESCRIPTION, json_schema_extra={"enum": list(EVALUATE_FUNCTIONS)})
-        ],
-        arguments: Annotated[dict[str, Any] | str, Field(description=_ARGUMENTS_DESCRIPTION)] = "",
+        name: Annotated[str, Field(description=NAME_DESCRIPTION, json_schema_extra={"enum": EVALUATE_HUB.names})],
+        arguments: Annotated[dict[str, Any] | str, Field(description=ARGUMENTS_DESCRIPTION)] = "",
     ) -> CallToolResult:
         """Run an evaluate function by name: `task_reward`, `page_contains` or `element_value_equals`."""
-        return await _dispatch(session, "evaluate", _EVALUATE_HUB, name, arguments)
+        return await EVALUATE_HUB.call(session, name, arguments)
 
-    @mcp.resource("file:///setup/functions", mime_type="application/json")
-    def setup_functions() -> str:
-        """List the setup hub's function names as JSON."""
-        return json.dumps(list(SETUP_FUNCTIONS))
-
-    @mcp.resource("file:///evaluate/functions", mime_type="application/json")
-    def evaluate_functions() -> str:
-        """List the evaluate hub's function names as JSON."""
-        return json.dumps(list(EVALUATE_FUNCTIONS))
-
+    serve_function_lists(mcp, SETUP_HUB, EVALUATE_HUB)
     return mcp
 
 

@@ -34,12 +34,12 @@ from hud_vf_gym.environments.browser.miniwob import (
 from hud_vf_gym.environments.browser.pages import build_page_task, check_page_task
 from hud_vf_gym.environments.browser.tasks import (
     SNAPSHOT_SCRIPT,
-    EvaluationResult,
     PageTask,
     element_value_equals,
     evaluation,
     page_contains,
 )
+from hud_vf_gym.environments.hub import EvaluationResult
 
 __all__ = [
     "DEFAULT_HEIGHT",

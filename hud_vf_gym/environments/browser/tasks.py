@@ -1,4 +1,4 @@
-"""What every browser task shares, free of Playwright: evaluation results, task instances, the page frame, checks.
+"""What every browser task shares, free of Playwright: the evaluation builder, task instances, the page frame, checks.
 
 An own task (see `pages.py`) is a seeded page builder plus a pure check. The builder returns the instruction, the
 page's HTML body and script, and the answer the check expects; the page records what the agent did in
@@ -18,11 +18,13 @@ import html
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # only for annotations: the checks stay free of MCP and pydantic at run time
+    from hud_vf_gym.environments.hub import EvaluationResult
 
 __all__ = [
     "SNAPSHOT_SCRIPT",
-    "EvaluationResult",
     "PageContent",
     "PageTask",
     "PageTaskSpec",
@@ -80,16 +82,6 @@ window.hud = {
   },
 };
 """
-
-
-class EvaluationResult(TypedDict):
-    """HUD's `EvaluationResult` as it goes over the wire (`structuredContent` and the text JSON)."""
-
-    reward: float
-    done: bool
-    content: str
-    info: dict[str, Any]
-    isError: bool
 
 
 def evaluation(

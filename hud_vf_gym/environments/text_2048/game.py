@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # only for annotations: the game stays free of MCP and pydantic at run time
+    from hud_vf_gym.environments.hub import EvaluationResult
 
 __all__ = [
     "DIRECTIONS",
     "MAX_BOARD_SIZE",
     "MIN_BOARD_SIZE",
     "WIN_TILE",
-    "EvaluationResult",
     "Game2048",
     "efficiency",
     "max_number",
@@ -45,16 +47,6 @@ WIN_LINE = "YOU WIN! (You can keep playing)"
 
 Board = list[list[int]]
 Cell = tuple[int, int]
-
-
-class EvaluationResult(TypedDict):
-    """HUD's `EvaluationResult` as it goes over the wire (`structuredContent` and the text JSON)."""
-
-    reward: float
-    done: bool
-    content: str
-    info: dict[str, Any]
-    isError: bool
 
 
 def slide_line(line: list[int]) -> tuple[list[int], int]:

@@ -70,17 +70,26 @@ the client decides when to stop and call `evaluate`. Reaching 2048 does not stop
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from mcp.server.fastmcp import FastMCP
-from mcp.types import CallToolResult, TextContent
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from mcp.types import CallToolResult
+from pydantic import Field
 
 from hud_vf_gym.environments import SETUP_RESETS_STATE_META
+from hud_vf_gym.environments.hub import (
+    ARGUMENTS_DESCRIPTION,
+    NAME_DESCRIPTION,
+    Hub,
+    HubArguments,
+    HubFunction,
+    evaluation_result,
+    serve_function_lists,
+    text_result,
+)
 from hud_vf_gym.environments.stdio import run_stdio
 from hud_vf_gym.environments.text_2048.game import (
     DEFAULT_BOARD_SIZE,
@@ -88,13 +97,12 @@ from hud_vf_gym.environments.text_2048.game import (
     GAME_OVER_LINE,
     MAX_BOARD_SIZE,
     MIN_BOARD_SIZE,
-    EvaluationResult,
     Game2048,
     efficiency,
     max_number,
 )
 
-__all__ = ["EVALUATE_FUNCTIONS", "SETUP_FUNCTIONS", "HubFunction", "main", "mcp"]
+__all__ = ["EVALUATE_HUB", "SETUP_HUB", "main", "mcp"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,129 +124,54 @@ class _ServerState:
 _state = _ServerState()
 
 
-class _HubArguments(BaseModel):
-    """Base of the hub functions' argument models: a misspelt argument is an error, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class _BoardArguments(_HubArguments):
+class _BoardArguments(HubArguments):
     board_size: int = Field(default=DEFAULT_BOARD_SIZE, ge=MIN_BOARD_SIZE, le=MAX_BOARD_SIZE)
     seed: int | None = None
 
 
-class _MaxNumberArguments(_HubArguments):
+class _MaxNumberArguments(HubArguments):
     target: int | None = None
 
 
-class _EfficiencyArguments(_HubArguments):
+class _EfficiencyArguments(HubArguments):
     min_ratio: float
-
-
-def _text_result(text: str, *, is_error: bool = False) -> CallToolResult:
-    """Wrap text as a tool result with one text block and no structured content."""
-    return CallToolResult(content=[TextContent(type="text", text=text)], isError=is_error)
-
-
-def _evaluation_result(evaluation: EvaluationResult) -> CallToolResult:
-    """Send an EvaluationResult as HUD does: as `structuredContent` and as one text block of compact JSON."""
-    structured = dict(evaluation)
-    text = json.dumps(structured, separators=(",", ":"))
-    return CallToolResult(content=[TextContent(type="text", text=text)], structuredContent=structured)
 
 
 def _not_initialised_evaluation() -> CallToolResult:
     """Report an evaluation asked for before any setup: a failed evaluation, not a protocol error."""
-    return _evaluation_result({"reward": 0.0, "done": False, "content": NOT_INITIALISED, "info": {}, "isError": True})
+    return evaluation_result({"reward": 0.0, "done": False, "content": NOT_INITIALISED, "info": {}, "isError": True})
 
 
-def _setup_board(arguments: _BoardArguments) -> CallToolResult:
+def _setup_board(state: _ServerState, arguments: _BoardArguments) -> CallToolResult:
     """Start a new game, dropping every trace of the previous one."""
-    _state.game = Game2048(arguments.board_size, seed=arguments.seed)
+    state.game = Game2048(arguments.board_size, seed=arguments.seed)
     logger.info("new %sx%s game, seed %s", arguments.board_size, arguments.board_size, arguments.seed)
     size = arguments.board_size
-    return _text_result(f"{size}x{size} game initialized\n\n{_state.game.render()}")
+    return text_result(f"{size}x{size} game initialized\n\n{state.game.render()}")
 
 
-def _evaluate_max_number(arguments: _MaxNumberArguments) -> CallToolResult:
+def _evaluate_max_number(state: _ServerState, arguments: _MaxNumberArguments) -> CallToolResult:
     """Score the highest tile against the target (HUD's log scale)."""
-    if _state.game is None:
+    if state.game is None:
         return _not_initialised_evaluation()
-    return _evaluation_result(max_number(_state.game, arguments.target, exact_target=_state.exact_target))
+    return evaluation_result(max_number(state.game, arguments.target, exact_target=state.exact_target))
 
 
-def _evaluate_efficiency(arguments: _EfficiencyArguments) -> CallToolResult:
+def _evaluate_efficiency(state: _ServerState, arguments: _EfficiencyArguments) -> CallToolResult:
     """Score points per move against the minimum ratio."""
-    if _state.game is None:
+    if state.game is None:
         return _not_initialised_evaluation()
-    return _evaluation_result(efficiency(_state.game, arguments.min_ratio))
+    return evaluation_result(efficiency(state.game, arguments.min_ratio))
 
 
-@dataclass(frozen=True)
-class HubFunction:
-    """One function behind a hub: the model its arguments must fit, and what it does with them once they fit."""
-
-    arguments_model: type[_HubArguments]
-    run: Callable[[Any], CallToolResult]  # takes an instance of arguments_model
-
-
-SETUP_FUNCTIONS: dict[str, HubFunction] = {"board": HubFunction(_BoardArguments, _setup_board)}
-EVALUATE_FUNCTIONS: dict[str, HubFunction] = {
-    "efficiency": HubFunction(_EfficiencyArguments, _evaluate_efficiency),
-    "max_number": HubFunction(_MaxNumberArguments, _evaluate_max_number),
-}
-# The JSON-schema enums of the hubs' `name` argument, as HUD lists them.
-_SETUP_NAMES = sorted(SETUP_FUNCTIONS)
-_EVALUATE_NAMES = sorted(EVALUATE_FUNCTIONS)
-
-
-def _parse_hub_arguments(arguments: Mapping[str, Any] | str) -> dict[str, Any]:
-    """Return a hub call's inner arguments as a dict; HUD accepts an object or a JSON string ("" means none).
-
-    Raises:
-        ValueError: the string is not JSON, or not a JSON object.
-    """
-    if isinstance(arguments, Mapping):
-        return dict(arguments)
-    if not arguments.strip():
-        return {}
-    try:
-        parsed = json.loads(arguments)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"arguments is not valid JSON ({exc}): {arguments!r}") from exc
-    if not isinstance(parsed, dict):
-        raise ValueError(f"arguments must be a JSON object, got {type(parsed).__name__}: {arguments!r}")
-    return parsed
-
-
-def _describe_validation_error(exc: ValidationError, model: type[BaseModel]) -> str:
-    """Describe every bad argument in one line each, then the arguments the function takes."""
-    problems = []
-    for error in exc.errors(include_url=False):
-        location = ".".join(str(part) for part in error["loc"]) or "arguments"
-        problems.append(f"{location}: {error['msg']} (got {error.get('input')!r})")
-    accepted = ", ".join(model.model_fields) or "none"
-    return f"{'; '.join(problems)}. Accepted arguments: {accepted}"
-
-
-def _dispatch(
-    hub: str, functions: Mapping[str, HubFunction], name: str, arguments: Mapping[str, Any] | str
-) -> CallToolResult:
-    """Run one hub function by name, turning a bad name or bad arguments into an MCP error result."""
-    function = functions.get(name)
-    if function is None:
-        valid = ", ".join(sorted(functions))
-        return _text_result(f"Unknown {hub} function {name!r}; expected one of: {valid}", is_error=True)
-    # Only the arguments are checked here: a failure inside the function itself is a server bug, left to FastMCP.
-    try:
-        validated = function.arguments_model.model_validate(_parse_hub_arguments(arguments))
-    except ValidationError as exc:  # a subclass of ValueError, so it must come first
-        problem = _describe_validation_error(exc, function.arguments_model)
-    except ValueError as exc:
-        problem = str(exc)
-    else:
-        return function.run(validated)
-    return _text_result(f"Invalid arguments for {hub} function {name!r}: {problem}", is_error=True)
+SETUP_HUB: Hub[_ServerState] = Hub("setup", {"board": HubFunction(_BoardArguments, _setup_board)})
+EVALUATE_HUB: Hub[_ServerState] = Hub(
+    "evaluate",
+    {
+        "efficiency": HubFunction(_EfficiencyArguments, _evaluate_efficiency),
+        "max_number": HubFunction(_MaxNumberArguments, _evaluate_max_number),
+    },
+)
 
 
 def _move_text(direction: str) -> str:
@@ -260,47 +193,35 @@ def _move_text(direction: str) -> str:
 # stdout carries the protocol, so FastMCP's logging goes to stderr, and only errors by default.
 mcp = FastMCP(SERVER_NAME, log_level="ERROR")
 
-_NAME_DESCRIPTION = "The hub function to call."
-_ARGUMENTS_DESCRIPTION = "The function's arguments, as an object or a JSON string."
-
 
 @mcp.tool(title=MOVE_TITLE, description=MOVE_DESCRIPTION)
 def move(
     direction: Annotated[str, Field(description="The direction to slide the tiles: up, down, left or right.")],
 ) -> CallToolResult:
     """Make a move in the 2048 game by sliding tiles in a direction."""
-    return _text_result(_move_text(direction))
+    return text_result(_move_text(direction))
 
 
 # Every setup function starts a new game and nothing else survives it, so one process may serve many rollouts.
 @mcp.tool(meta={SETUP_RESETS_STATE_META: True})
-def setup(
-    name: Annotated[str, Field(description=_NAME_DESCRIPTION, json_schema_extra={"enum": _SETUP_NAMES})],
-    arguments: Annotated[dict[str, Any] | str, Field(description=_ARGUMENTS_DESCRIPTION)],
+async def setup(
+    name: Annotated[str, Field(description=NAME_DESCRIPTION, json_schema_extra={"enum": SETUP_HUB.names})],
+    arguments: Annotated[dict[str, Any] | str, Field(description=ARGUMENTS_DESCRIPTION)],
 ) -> CallToolResult:
     """Run a setup function by name: `board` starts a new game."""
-    return _dispatch("setup", SETUP_FUNCTIONS, name, arguments)
+    return await SETUP_HUB.call(_state, name, arguments)
 
 
 @mcp.tool()
-def evaluate(
-    name: Annotated[str, Field(description=_NAME_DESCRIPTION, json_schema_extra={"enum": _EVALUATE_NAMES})],
-    arguments: Annotated[dict[str, Any] | str, Field(description=_ARGUMENTS_DESCRIPTION)],
+async def evaluate(
+    name: Annotated[str, Field(description=NAME_DESCRIPTION, json_schema_extra={"enum": EVALUATE_HUB.names})],
+    arguments: Annotated[dict[str, Any] | str, Field(description=ARGUMENTS_DESCRIPTION)],
 ) -> CallToolResult:
     """Run an evaluate function by name: `max_number` or `efficiency` scores the current game."""
-    return _dispatch("evaluate", EVALUATE_FUNCTIONS, name, arguments)
+    return await EVALUATE_HUB.call(_state, name, arguments)
 
 
-@mcp.resource("file:///setup/functions", mime_type="application/json")
-def setup_functions() -> str:
-    """List the setup hub's function names as JSON."""
-    return json.dumps(_SETUP_NAMES)
-
-
-@mcp.resource("file:///evaluate/functions", mime_type="application/json")
-def evaluate_functions() -> str:
-    """List the evaluate hub's function names as JSON."""
-    return json.dumps(_EVALUATE_NAMES)
+serve_function_lists(mcp, SETUP_HUB, EVALUATE_HUB)
 
 
 def _make_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,130 @@
+"""The seed's user paths: `vf-eval hud_vf_gym` against a real endpoint on 127.0.0.1, `vf-install` in a fresh venv."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from hud_vf_gym.testing import NonsensePolicy, Play2048Policy, ScriptedChatServer
+from tests.support import REPO_ROOT, TEXT_2048_MODULE, Serve
+
+ENV_ARGS = {"taskset": "2048", "config_path": "2048", "num_tasks": 4, "max_turns": 12}
+VF_EVAL_TIMEOUT_S = 300  # the env-server mode starts worker processes that import verifiers (seconds each)
+
+
+def vf_eval(
+    server: ScriptedChatServer, output_dir: Path, *extra: str, env_id: str = "hud_vf_gym", bin_dir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    executable = str((bin_dir or Path(sys.executable).parent) / "vf-eval")
+    command = [
+        executable, env_id, "--env-args", json.dumps(ENV_ARGS),
+        "-m", "scripted", "-b", server.base_url, "-k", "HUD_VF_GYM_TEST_KEY",
+        "-t", "64", "-T", "0", "-s", "-o", str(output_dir), "-d", *extra,
+    ]  # fmt: skip
+    environment = {**os.environ, "HUD_VF_GYM_TEST_KEY": "x", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=VF_EVAL_TIMEOUT_S, cwd=output_dir, env=environment
+    )
+
+
+def read_results(output_dir: Path) -> list[dict[str, Any]]:
+    [results_file] = list(output_dir.rglob("results.jsonl"))
+    return [json.loads(line) for line in results_file.read_text().splitlines() if line.strip()]
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def rewards_by_task(rows: list[dict[str, Any]]) -> dict[int, list[float]]:
+    by_task: dict[int, list[float]] = {}
+    for row in rows:
+        by_task.setdefault(row["example_id"], []).append(row["reward"])
+    return {example_id: sorted(rewards) for example_id, rewards in by_task.items()}
+
+
+def orphaned_servers() -> set[int]:
+    """2048 servers whose parent has exited (they were re-parented to init): what a finished vf-eval left behind.
+
+    Servers that other processes on the machine still run (another test session, a benchmark) have a live parent and
+    do not count; neither do this test's own.
+    """
+    found = set()
+    for process in psutil.process_iter(["pid", "ppid", "cmdline"]):
+        if TEXT_2048_MODULE in (process.info["cmdline"] or []) and process.info["ppid"] == 1:
+            found.add(process.info["pid"])
+    return found
+
+
+def test_vf_eval_plays_2048_in_two_env_server_workers(serve: Serve, tmp_path: Path) -> None:
+    policy_server = serve(Play2048Policy(max_moves=10, look_ahead=True))
+    # -w 2: two worker processes, each with its own pool of warm servers (the built-in config reuses sessions)
+    before = orphaned_servers()
+    workers_dir, in_process_dir = tmp_path / "workers", tmp_path / "in_process"
+    workers_dir.mkdir(), in_process_dir.mkdir()
+    completed = vf_eval(policy_server, workers_dir, "-n", "4", "-r", "2", "-c", "4", "-w", "2")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = read_results(workers_dir)
+    assert len(rows) == 8
+    assert all(row["error"] is None for row in rows)
+    assert mean([row["task_completion"] for row in rows]) > 0
+    assert {row["tool_execution"] for row in rows} == {1.0}
+    metadata = json.loads(next(workers_dir.rglob("metadata.json")).read_text())
+    assert metadata["env_args"] == ENV_ARGS
+    assert orphaned_servers() <= before, "a 2048 server outlived vf-eval"
+    # the same rollouts in one process give the same reward per task: warm sessions in workers did the same work
+    completed = vf_eval(policy_server, in_process_dir, "-n", "4", "-r", "2", "-c", "4", "--disable-env-server")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert rewards_by_task(read_results(in_process_dir)) == rewards_by_task(rows)
+
+
+def test_vf_eval_survives_a_model_that_answers_nonsense(serve: Serve, tmp_path: Path) -> None:
+    policy_server = serve(NonsensePolicy(seed=1))
+    completed = vf_eval(policy_server, tmp_path, "-n", "2", "-r", "2", "--disable-env-server")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = read_results(tmp_path)
+    assert len(rows) == 4
+    assert mean([row["format_compliance"] for row in rows]) < 0.1
+    assert all(row["error"] is None for row in rows)
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new virtual environment with only verifiers and uv, as a user of the seed's install path would have."""
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    if uv is None:
+        pytest.fail("uv is needed for vf-install; it is in the dev extra: pip install -e '.[dev]'")
+    venv = tmp_path_factory.mktemp("fresh") / "venv"
+    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, timeout=120)
+    install = [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "verifiers==0.3.1", "uv"]
+    subprocess.run(install, check=True, timeout=600)  # from the package registry: the seed's users do the same
+    return venv
+
+
+def test_vf_install_then_vf_eval_by_both_names(fresh_venv: Path, serve: Serve, tmp_path: Path) -> None:
+    policy_server = serve(Play2048Policy(max_moves=3, look_ahead=True))
+    bin_dir = fresh_venv / "bin"
+    environment = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "VIRTUAL_ENV": str(fresh_venv)}
+    installed = subprocess.run(
+        [str(bin_dir / "vf-install"), "hud-vf-gym", "-p", str(REPO_ROOT)],
+        capture_output=True, text=True, timeout=600, env=environment, cwd=tmp_path,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    for env_id in ("hud_vf_gym", "hud-vf-gym"):
+        output_dir = tmp_path / env_id
+        output_dir.mkdir()
+        completed = vf_eval(
+            policy_server, output_dir, "-n", "1", "-r", "1", "--disable-env-server", env_id=env_id, bin_dir=bin_dir
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        [row] = read_results(output_dir)
+        assert row["error"] is None
+        assert row["task_completion"] > 0

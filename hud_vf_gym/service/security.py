@@ -3,8 +3,8 @@
 A request's tasks name MCP servers. A URL server is only a connection and is always allowed. A stdio server is a
 command this machine runs, so it must be one of:
 
-- a built-in environment: `python -m hud_vf_gym.environments.<name>` (any of `python`, `python3` or this
-  interpreter; it is run with this interpreter, which has the package);
+- a built-in environment: `python -m <its module>` for a row of `hud_vf_gym.environments.registry.BUILTINS` (any of
+  `python`, `python3` or this interpreter; it is run with this interpreter, which has the package);
 - a command line starting with one of the prefixes the operator allowed (`hud-vf-gym serve --allow-commands`),
   compared word by word, the executable exactly as written (no PATH lookup: `/tmp/x/docker` is not `docker`).
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pkgutil
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,7 +45,6 @@ __all__ = [
 ]
 
 HUB_KEY_VARIABLE = "HUD_API_KEY"
-ENVIRONMENTS_PACKAGE = "hud_vf_gym.environments"
 _PYTHON_NAMES = re.compile(r"^python(?:3(?:\.\d+)?)?$")
 # env entries that change which code a program loads or runs: never settable from a request
 _LOADER_VARIABLES = re.compile(r"^(?:LD_|DYLD_|PYTHON|PERL5|RUBY|NODE_OPTIONS$|BASH_ENV$|ENV$|PATH$)")
@@ -56,12 +54,10 @@ _MIN_SECRET_CHARS = 8  # shorter values are not filtered: replacing "1" in every
 
 
 def builtin_environment_modules() -> frozenset[str]:
-    """`hud_vf_gym.environments.<name>` for every built-in environment runnable with `python -m`."""
-    import hud_vf_gym.environments as package
+    """The server module of every built-in environment (the table in `hud_vf_gym.environments.registry`)."""
+    from hud_vf_gym.environments.registry import BUILTINS
 
-    return frozenset(
-        f"{ENVIRONMENTS_PACKAGE}.{module.name}" for module in pkgutil.iter_modules(package.__path__) if module.ispkg
-    )
+    return frozenset(row.module for row in BUILTINS.values())
 
 
 def _is_builtin_server(command: str, args: Sequence[str]) -> bool:

@@ -46,7 +46,7 @@ DEFAULT_RUBRIC = (
     "A trajectory that achieves its goal scores higher than one that does not. Between two that both succeed or "
     "both fail, the one that is more efficient and makes fewer mistakes scores higher. Scores are from 0 to 1."
 )
-JUDGE_MAX_TOKENS = 512  # the scores and a sentence of reasoning each; a longer answer is rambling
+JUDGE_MAX_TOKENS = 256  # the scores and a sentence of reasoning each; a longer answer is rambling (and slow on CPU)
 JUDGE_TIMEOUT_S = 120.0  # a local endpoint on CPU answers a long prompt in tens of seconds
 MAX_MESSAGE_CHARS = 2000  # per message shown to the judge: board dumps and screenshots' text are long
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)

@@ -8,6 +8,7 @@ HUDGymError
 ├── DependencyNotInstalled   an optional extra is missing; the message has the pip command
 ├── ModelLoadError           the embedded or local model could not be loaded (a bad folder, a broken file)
 ├── HubPushError             a dataset could not be pushed to the Hugging Face hub
+├── NotAllowedError          a training-service request asks for a command or variable the operator did not allow
 └── MCPServerError           an MCP server failed (infrastructure; also a verifiers InfraError)
     ├── ServerStartError     the server could not be started, reached, or initialised in time
     ├── ServerTimeoutError   a tool call (or tools/list) ran past its timeout
@@ -33,6 +34,7 @@ __all__ = [
     "HubPushError",
     "MCPServerError",
     "ModelLoadError",
+    "NotAllowedError",
     "ServerConnectionError",
     "ServerStartError",
     "ServerTimeoutError",
@@ -77,6 +79,10 @@ class ModelLoadError(HUDGymError):
 
 class HubPushError(HUDGymError):
     """Raised when the dataset cannot be pushed to the Hugging Face hub (offline, refused, or no token)."""
+
+
+class NotAllowedError(HUDGymError):
+    """Raised when a request to the training service names a command or variable its operator has not allowed."""
 
 
 class MCPServerError(HUDGymError, vf.InfraError):  # type: ignore[misc]  # verifiers ships no types

@@ -6,11 +6,12 @@ HUDGymError
 ├── TaskError                a bad task row or taskset source (user error)
 │   └── TasksetError         a taskset with one or more bad rows, all of them listed
 ├── DependencyNotInstalled   an optional extra is missing; the message has the pip command
-└── MCPServerError           an MCP server failed (infrastructure; also a verifiers InfraError)
-    ├── ServerStartError     the server could not be started, reached, or initialised in time
-    ├── ServerTimeoutError   a tool call (or tools/list) ran past its timeout
-    ├── ServerConnectionError  the server died or the connection dropped mid-rollout
-    └── TaskSetupError       the task's setup tool answered with an error (the episode cannot start)
+├── MCPServerError           an MCP server failed (infrastructure; also a verifiers InfraError)
+│   ├── ServerStartError     the server could not be started, reached, or initialised in time
+│   ├── ServerTimeoutError   a tool call (or tools/list) ran past its timeout
+│   ├── ServerConnectionError  the server died or the connection dropped mid-rollout
+│   └── TaskSetupError       the task's setup tool answered with an error (the episode cannot start)
+└── InferenceError           the model endpoint a rollout samples from failed (infrastructure; a verifiers InfraError)
 ```
 
 A model's mistake (no tool call, bad syntax, unknown action, a tool that answered with an error) is never an
@@ -27,6 +28,7 @@ __all__ = [
     "ConfigError",
     "DependencyNotInstalled",
     "HUDGymError",
+    "InferenceError",
     "MCPServerError",
     "ServerConnectionError",
     "ServerStartError",
@@ -83,3 +85,7 @@ class ServerConnectionError(MCPServerError):
 
 class TaskSetupError(MCPServerError):
     """Raised when a task's setup call answers with an error, so the episode cannot start as the task intends."""
+
+
+class InferenceError(HUDGymError, vf.InfraError):  # type: ignore[misc]  # verifiers ships no types
+    """Raised when the model endpoint a rollout samples from fails (unreachable, timed out, a server error)."""

@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "hud_vf_gym.cli.eval.command",
     "hud_vf_gym.cli.init.command",
     "hud_vf_gym.cli.dataset",
+    "hud_vf_gym.integrations.art.command",
 )
 
 

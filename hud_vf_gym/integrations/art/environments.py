@@ -82,6 +82,16 @@ class ArtConfigFile(_Strict):
     environments: dict[str, EnvironmentSpec] = Field(default_factory=dict)
     training: dict[str, TrainingDefaults] = Field(default_factory=dict)
 
+    @field_validator("environments", "training", mode="before")
+    @classmethod
+    def _empty_sections(cls, value: Any) -> Any:
+        """A section or an entry written with nothing under it (`default:`) is empty, not an error."""
+        if value is None:
+            return {}
+        if isinstance(value, Mapping):
+            return {key: {} if entry is None else entry for key, entry in value.items()}
+        return value
+
     @classmethod
     def load(cls, path: str | Path) -> ArtConfigFile:
         """Read and validate the file; every problem is named with its field.
@@ -97,10 +107,27 @@ class ArtConfigFile(_Strict):
         except yaml.YAMLError as exc:
             raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
         try:
-            return cls.model_validate(raw or {})
+            loaded = cls.model_validate(raw or {})
         except ValidationError as exc:
             problems = [f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()]
             raise ConfigError("\n  ".join([f"{file}: {len(problems)} invalid field(s)", *problems])) from None
+        return loaded.relative_to(file.parent)
+
+    def relative_to(self, folder: Path) -> ArtConfigFile:
+        """A copy whose relative taskset and config paths that name files in `folder` are made absolute.
+
+        Paths in a config file are read from the file's own folder, so it works from any working directory; a
+        name that is no file there (a built-in like "2048", a hub id) is kept as written.
+        """
+        environments = {}
+        for name, spec in self.environments.items():
+            update = {}
+            for key in ("taskset", "config_path"):
+                value = getattr(spec, key)
+                if value is not None and not Path(value).is_absolute() and (folder / value).exists():
+                    update[key] = str((folder / value).resolve())
+            environments[name] = spec.model_copy(update=update)
+        return self.model_copy(update={"environments": environments})
 
     def defaults_for(self, name: str) -> TrainingDefaults:
         """`training.default`, overridden field by field by `training.<name>`."""

@@ -120,8 +120,10 @@ class ARTOptions:
             problems.append(f"--base-url is for ruler-only; --backend {self.backend} serves the trained model itself")
         if self.judge_base_url is not None and self.judge_model is None:
             problems.append("--judge-base-url needs --judge-model, the name that endpoint serves")
+        if len(problems) == 1:
+            raise ConfigError(problems[0])
         if problems:
-            raise ConfigError("\n  ".join([f"{len(problems)} invalid option(s)", *problems]))
+            raise ConfigError("\n  ".join([f"{len(problems)} invalid options", *problems]))
 
     @property
     def ruler(self) -> bool:

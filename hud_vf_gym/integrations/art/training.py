@@ -267,9 +267,10 @@ def _batch(tasks: Sequence[Task], step: int, size: int) -> list[Task]:
 
 def _raise_all_failed(step: int, groups: Sequence[Any]) -> None:
     failures = [failure for group in groups for failure in group.exceptions]
-    first = f"{failures[0].type}: {failures[0].message}" if failures else "no rollout ran"
     # ART keeps an exception's type as str(type(exc)): "<class 'hud_vf_gym.errors.InferenceError'>"
-    error = InferenceError if failures and InferenceError.__name__ in failures[0].type else MCPServerError
+    kind = failures[0].type.removeprefix("<class '").removesuffix("'>").rsplit(".", 1)[-1] if failures else ""
+    first = f"{kind}: {failures[0].message.strip()}" if failures else "no rollout ran"
+    error = InferenceError if kind == InferenceError.__name__ else MCPServerError
     raise error(
         f"every rollout of step {step + 1} failed for infrastructure reasons, so there is nothing to train "
         f"({len(failures)} failures; the first: {first}); fix the server or endpoint and rerun: the run resumes"

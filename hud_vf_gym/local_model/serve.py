@@ -134,6 +134,8 @@ class LocalModelServer:
         for thread in self._threads:
             thread.join(timeout=5.0)
         self._threads = []
+        if loop is not None and not loop.is_running():
+            loop.close()
 
     def __enter__(self) -> LocalModelServer:
         """Start the server."""

@@ -22,6 +22,7 @@ from hud_vf_gym.tasks.loading import load_taskset
 from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.testing import NonsensePolicy, Play2048Policy, ScriptedChatServer
 
+ART_MISSING = "openpipe-art 0.5.23+ needs Python 3.12: .ci/run runs this folder in its own venv (.venv-art)"
 EXIT_TIMEOUT_S = 30.0  # servers whose session closed see stdin close and exit within seconds
 # The built-in 2048 server, started by this interpreter (so it runs this checkout's code); the trailing marker
 # lands in the process's command line, where `processes_with` finds it.
@@ -68,7 +69,7 @@ def tasks_2048(marker: str, count: int) -> list[Task]:
 
 
 class MixedPolicy:
-    """Plays 2048 well, except that every third request (in arrival order) gets nonsense: rollouts of one task differ."""
+    """Plays 2048, but every third request (in arrival order) gets nonsense, so the rollouts of one task differ."""
 
     def __init__(self, max_moves: int = 4) -> None:
         self._play = Play2048Policy(max_moves=max_moves)

@@ -13,10 +13,13 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-art = pytest.importorskip("art")
+from .conftest import ART_MISSING
+
+art = pytest.importorskip("art", reason=ART_MISSING)
 
 from openai import AsyncOpenAI  # noqa: E402
 from openai.types.chat.chat_completion import Choice  # noqa: E402
@@ -120,9 +123,10 @@ async def test_an_unreachable_model_endpoint_is_an_infrastructure_failure(marker
     [task] = tasks_2048(marker, 1)
     config = load_config("2048", max_turns=MAX_TURNS)
     url = f"http://127.0.0.1:{closed_port()}/v1"
-    async with AsyncOpenAI(base_url=url, api_key="test", max_retries=0) as client, ARTTrainingAgent(
-        config, client, "nobody"
-    ) as agent:
+    async with (
+        AsyncOpenAI(base_url=url, api_key="test", max_retries=0) as client,
+        ARTTrainingAgent(config, client, "nobody") as agent,
+    ):
         group = await agent.rollout_group(task, 2)
         assert not agent.harness._open_sessions  # every session was handed back
     assert group.trajectories == []
@@ -153,12 +157,13 @@ async def test_sampling_fields_logprobs_and_a_custom_reward(
     config = load_config("2048", max_turns=MAX_TURNS)
     sampling = Sampling(temperature=0.7, max_tokens=16, logprobs=True, seed=100)
 
-    def executed_only(trajectory: object, record: object) -> float:
-        return float(getattr(trajectory, "metrics")["executed_turns"])
+    def executed_only(trajectory: Any, record: object) -> float:
+        return float(trajectory.metrics["executed_turns"])
 
-    async with client_for(server) as client, ARTTrainingAgent(
-        config, client, lambda: "policy@3", sampling=sampling, reward_fn=executed_only
-    ) as agent:
+    async with (
+        client_for(server) as client,
+        ARTTrainingAgent(config, client, lambda: "policy@3", sampling=sampling, reward_fn=executed_only) as agent,
+    ):
         trajectory = await agent.run_with_trajectory(task, rollout_index=2)
     bodies = [request["json"] for request in server.requests if request["path"].endswith("/chat/completions")]
     assert len(bodies) == 2

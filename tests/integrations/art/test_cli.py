@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("art")
+from .conftest import ART_MISSING
+
+pytest.importorskip("art", reason=ART_MISSING)
 
 from hud_vf_gym.integrations.art import read_groups  # noqa: E402
 from hud_vf_gym.integrations.art.cli import main  # noqa: E402

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-art = pytest.importorskip("art")
+from .conftest import ART_MISSING
+
+art = pytest.importorskip("art", reason=ART_MISSING)
 
 from openai import AsyncOpenAI  # noqa: E402
 from openai.types.chat.chat_completion import Choice  # noqa: E402

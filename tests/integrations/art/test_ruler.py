@@ -8,10 +8,13 @@ by the share of its observations that report an executed action. The groups are 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-art = pytest.importorskip("art")
+from .conftest import ART_MISSING
+
+art = pytest.importorskip("art", reason=ART_MISSING)
 
 from openai import AsyncOpenAI  # noqa: E402
 
@@ -35,10 +38,10 @@ async def gather_group(server: ScriptedChatServer, marker: str) -> object:
             return await agent.rollout_group(task, ROLLOUTS)
 
 
-def conversation(trajectory: object) -> list[tuple[str, str]]:
+def conversation(trajectory: Any) -> list[tuple[str, str]]:
     return [
         (item["role"], item["content"]) if isinstance(item, dict) else ("assistant", item.message.content)
-        for item in getattr(trajectory, "messages_and_choices")
+        for item in trajectory.messages_and_choices
     ]
 
 

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("art")
+from .conftest import ART_MISSING
+
+pytest.importorskip("art", reason=ART_MISSING)
 
 from hud_vf_gym.errors import ConfigError  # noqa: E402
 from hud_vf_gym.integrations.art import generate_scenarios_from_hud, train_hud_with_art  # noqa: E402
@@ -38,9 +40,7 @@ class ScenarioWriter:
         return json.dumps({"scenarios": scenarios})
 
 
-async def test_scenarios_come_from_the_servers_own_tools(
-    serve: Callable[..., ScriptedChatServer], marker: str
-) -> None:
+async def test_scenarios_come_from_the_servers_own_tools(serve: Callable[..., ScriptedChatServer], marker: str) -> None:
     generator = serve(ScenarioWriter(), model_name="writer")
     servers = server_2048(marker)
     tasks = await generate_scenarios_from_hud(

@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
-art = pytest.importorskip("art")
+from .conftest import ART_MISSING
+
+art = pytest.importorskip("art", reason=ART_MISSING)
 
 from openai.types.chat.chat_completion import Choice  # noqa: E402
 
@@ -172,7 +174,8 @@ async def test_a_step_whose_rollouts_all_failed_trains_nothing(
             json.loads(write_taskset(tmp_path, marker, 1).read_text())]  # fmt: skip
     taskset = tmp_path / "dead.json"
     taskset.write_text(json.dumps(dead))
-    with pytest.raises(MCPServerError, match=r"every rollout of step 1 failed .* \(2 failures; the first: ServerStartError: MCP server 'dead'"):
+    first = r"\(2 failures; the first: ServerStartError: MCP server 'dead'"
+    with pytest.raises(MCPServerError, match=rf"every rollout of step 1 failed .* {first}"):
         await train_hud_with_art(
             environment="my_2048", backend=backend, config=str(write_config(tmp_path, taskset)), steps=1,
             rollouts_per_group=2, art_dir=str(tmp_path / ".art"), base_model="m",

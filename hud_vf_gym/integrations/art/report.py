@@ -92,6 +92,9 @@ def render_step(report: StepReport, *, ruler: bool) -> str:
         if group.ruler_error:
             lines.append(f"    {group.ruler_error.splitlines()[0][:300]}")
     if report.train_metrics:
-        shown = ", ".join(f"{key} {value:.4g}" for key, value in sorted(report.train_metrics.items())[:8])
+        shown = ", ".join(
+            f"{key} {value:.4g}" if isinstance(value, int | float) else f"{key} {value}"
+            for key, value in sorted(report.train_metrics.items())[:8]
+        )
         lines.append(f"  train: {shown}")
     return "\n".join(lines)

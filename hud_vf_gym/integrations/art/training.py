@@ -151,7 +151,8 @@ async def run_training(
             await run.agent.client.close()
         if run.backend is not None and backend is None:
             await run.backend.close()
-    return TrainingReport(options.run_name or "", options.backend, tuple(run.reports))
+    backend_name = options.backend if backend is None else type(backend).__name__
+    return TrainingReport(options.run_name or "", backend_name, tuple(run.reports))
 
 
 async def _load_tasks(options: ARTOptions, spec: EnvironmentSpec, judge: Judge | None) -> list[Task]:

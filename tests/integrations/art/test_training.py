@@ -127,6 +127,7 @@ async def test_training_gathers_scores_trains_and_logs_each_step(
     )
 
     assert steps_seen == [1, 2] and [step.trained for step in report.steps] == [True, True]
+    assert (report.run_name, report.backend) == ("ruler-run", "RecordingBackend")
     assert [call.learning_rate for call in backend.calls] == [3e-5, 3e-5]
     # each step takes the next two of the three tasks (groups_per_step from the config file), two rollouts each
     assert [[group.metadata["task_id"] for group in call.groups] for call in backend.calls] == [

@@ -9,11 +9,12 @@ HUDGymError
 ├── ModelLoadError           the embedded or local model could not be loaded (a bad folder, a broken file)
 ├── HubPushError             a dataset could not be pushed to the Hugging Face hub
 ├── NotAllowedError          a training-service request asks for a command or variable the operator did not allow
-└── MCPServerError           an MCP server failed (infrastructure; also a verifiers InfraError)
-    ├── ServerStartError     the server could not be started, reached, or initialised in time
-    ├── ServerTimeoutError   a tool call (or tools/list) ran past its timeout
-    ├── ServerConnectionError  the server died or the connection dropped mid-rollout
-    └── TaskSetupError       the task's setup tool answered with an error (the episode cannot start)
+├── MCPServerError           an MCP server failed (infrastructure; also a verifiers InfraError)
+│   ├── ServerStartError     the server could not be started, reached, or initialised in time
+│   ├── ServerTimeoutError   a tool call (or tools/list) ran past its timeout
+│   ├── ServerConnectionError  the server died or the connection dropped mid-rollout
+│   └── TaskSetupError       the task's setup tool answered with an error (the episode cannot start)
+└── InferenceError           the model endpoint a rollout samples from failed (infrastructure; a verifiers InfraError)
 TransformError (ValueError)  a transform refused at load or failed on a value; the config or the model sees it
 ```
 
@@ -32,6 +33,7 @@ __all__ = [
     "DependencyNotInstalled",
     "HUDGymError",
     "HubPushError",
+    "InferenceError",
     "MCPServerError",
     "ModelLoadError",
     "NotAllowedError",
@@ -103,6 +105,10 @@ class ServerConnectionError(MCPServerError):
 
 class TaskSetupError(MCPServerError):
     """Raised when a task's setup call answers with an error, so the episode cannot start as the task intends."""
+
+
+class InferenceError(HUDGymError, vf.InfraError):  # type: ignore[misc]  # verifiers ships no types
+    """Raised when the model endpoint a rollout samples from fails (unreachable, timed out, a server error)."""
 
 
 class TransformError(ValueError):

@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "hud_vf_gym.cli.dataset",
     "hud_vf_gym.cli.train.command",
     "hud_vf_gym.cli.serve",
+    "hud_vf_gym.integrations.art.command",
 )
 
 

@@ -1,0 +1,148 @@
+"""The CPU GRPO setup bench/learn_cpu.py and bench/grpo_step.py share, and a per-phase meter for its steps.
+
+`build_trainer` is the learning check's trainer (SmolLM2-135M, 2048 on 3x3 boards, 4 rollouts x 4 turns of 12
+tokens, beta 0). `instrument` wraps the trainer's and the rollout's methods so a `PhaseMeter` sees, per step:
+
+- `rollout`: TRL's call of the rollout function, split into `generate` (the model writing its turns) and the rest
+  (MCP setup/act/evaluate, chat templating, scoring);
+- `loss forward`: TRL's `compute_loss` (the log-prob pass with gradients);
+- `backward`: `accelerator.backward`;
+- `optimizer`: AdamW's step.
+
+Nothing in TRL or the package is changed: the wrappers only time and measure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lib.memory import PhaseMeter
+
+TRAIN_TASKS = ("2048_3x3_target_16", "2048_3x3_target_32", "2048_3x3_target_64", "2048_3x3_target_128")
+FEW_SHOT = Path("configs/train/2048-few-shot.json")  # two example turns; without them SmolLM2 writes no tool call
+
+
+@dataclass
+class TrainSettings:
+    """The learning check's training options (bench/learn_cpu.py's flags)."""
+
+    steps: int = 12
+    num_generations: int = 4
+    batch: int = 4
+    learning_rate: float = 2e-5
+    max_turns: int = 4
+    turn_tokens: int = 12
+    seed: int = 0
+    output: Path = Path("outputs/learn-cpu")
+    grpo_overrides: dict[str, Any] = field(default_factory=dict)  # GRPOConfig fields set on top (bench variants)
+    rollout_options: dict[str, Any] = field(default_factory=dict)  # HUDRollout keyword arguments (bench variants)
+
+
+def load_tasks(names: Sequence[str]) -> list[Any]:
+    """The named built-in 2048 tasks."""
+    from hud_vf_gym.tasks.loading import load_taskset
+
+    by_id = {task.id: task for task in load_taskset("2048").tasks}
+    return [by_id[name] for name in names]
+
+
+def build_trainer(
+    model: Any, tokenizer: Any, config: Any, tasks: list[Any], few_shot: list[Any], settings: TrainSettings
+) -> tuple[Any, Any, list[float]]:
+    """GRPO with HUDRollout as the learning check runs it; returns the trainer, the rollout and the step times list."""
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from hud_vf_gym.training import HUDRollout, reward_functions, training_dataset
+
+    step_times: list[float] = []
+
+    class StepTimer(TrainerCallback):  # type: ignore[misc]
+        def on_step_begin(self, *_: Any, **__: Any) -> None:
+            self.started = time.perf_counter()
+
+        def on_step_end(self, *_: Any, **__: Any) -> None:
+            step_times.append(time.perf_counter() - self.started)
+            print(f"  step {len(step_times)}: {step_times[-1]:.1f} s", flush=True)
+
+    reward_funcs, reward_weights = reward_functions(config.rubric.weights)
+    options: dict[str, Any] = {
+        "output_dir": str(settings.output / "trainer"),
+        "use_cpu": True,
+        "bf16": False,
+        "max_steps": settings.steps,
+        "per_device_train_batch_size": settings.batch,
+        "num_generations": settings.num_generations,
+        "max_completion_length": settings.max_turns * (settings.turn_tokens + 200),  # turns plus 3x3 boards
+        "learning_rate": settings.learning_rate,
+        "lr_scheduler_type": "constant",
+        "beta": 0.0,
+        "temperature": 1.0,
+        "logging_steps": 1,
+        "report_to": "none",
+        "save_strategy": "no",
+        "disable_tqdm": True,
+        "gradient_checkpointing": False,
+        "reward_weights": reward_weights,
+        "seed": settings.seed,
+    }
+    options.update(settings.grpo_overrides)
+    model.train()
+    rollout = HUDRollout(config, tasks, turn_tokens=settings.turn_tokens, few_shot=few_shot, **settings.rollout_options)
+    trainer = GRPOTrainer(
+        model=model,
+        processing_class=tokenizer,
+        reward_funcs=reward_funcs,
+        args=GRPOConfig(**options),
+        train_dataset=training_dataset(tasks),
+        rollout_func=rollout,
+        callbacks=[StepTimer()],
+    )
+    return trainer, rollout, step_times
+
+
+def _wrap(owner: Any, name: str, meter: PhaseMeter, phase: str) -> None:
+    original: Callable[..., Any] = getattr(owner, name)
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        with meter.phase(phase):
+            return original(*args, **kwargs)
+
+    setattr(owner, name, timed)
+
+
+def instrument(trainer: Any, rollout: Any, meter: PhaseMeter) -> None:
+    """Route the trainer's phases through `meter` (see the module docs); call before `trainer.train()`."""
+    from transformers import TrainerCallback
+
+    from hud_vf_gym.training.generation import select_generator
+
+    trainer.rollout_func = _timed_callable(trainer.rollout_func, meter, "rollout")
+    original_select = rollout._generator
+
+    class _Optimizer(TrainerCallback):  # type: ignore[misc]
+        def on_pre_optimizer_step(self, *_: Any, **__: Any) -> None:
+            self.context = meter.phase("optimizer")
+            self.context.__enter__()
+
+        def on_optimizer_step(self, *_: Any, **__: Any) -> None:
+            self.context.__exit__(None, None, None)
+
+    trainer.add_callback(_Optimizer())
+    _wrap(trainer, "compute_loss", meter, "loss forward")
+    _wrap(trainer.accelerator, "backward", meter, "backward")
+    generator = original_select if original_select is not None else select_generator(trainer)
+    _wrap(generator, "generate", meter, "  generate")
+    rollout._generator = generator
+
+
+def _timed_callable(function: Callable[..., Any], meter: PhaseMeter, phase: str) -> Callable[..., Any]:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        with meter.phase(phase):
+            return function(*args, **kwargs)
+
+    return timed

@@ -28,10 +28,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-# variant -> (GRPOConfig overrides, HUDRollout options, learn_cpu memory settings on or off)
+# variant -> GRPOConfig overrides and whether the generator keeps its KV cache between turns
 VARIANTS: dict[str, dict[str, Any]] = {
-    "baseline": {"grpo": {"gradient_checkpointing": False}, "rollout": {}},
-    "defaults": {"grpo": {}, "rollout": {}},
+    "baseline": {
+        "grpo": {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "gradient_checkpointing": False},
+        "reuse_cache": False,
+    },
+    "defaults": {"grpo": {}, "reuse_cache": True},
 }
 
 
@@ -72,7 +75,7 @@ def run_variant(name: str, steps: int, seed: int) -> dict[str, Any]:
         seed=seed,
         output=Path("outputs/grpo-step") / name,
         grpo_overrides=dict(variant["grpo"]),
-        rollout_options=dict(variant["rollout"]),
+        reuse_cache=bool(variant["reuse_cache"]),
     )
     config = load_config("2048", max_turns=settings.max_turns)
     with meter.phase("build trainer"):

@@ -39,7 +39,7 @@ class TrainSettings:
     seed: int = 0
     output: Path = Path("outputs/learn-cpu")
     grpo_overrides: dict[str, Any] = field(default_factory=dict)  # GRPOConfig fields set on top (bench variants)
-    rollout_options: dict[str, Any] = field(default_factory=dict)  # HUDRollout keyword arguments (bench variants)
+    reuse_cache: bool = True  # the rollout's generator keeps the KV cache between turns (False: the old re-reads)
 
 
 def load_tasks(names: Sequence[str]) -> list[Any]:
@@ -57,7 +57,7 @@ def build_trainer(
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from hud_vf_gym.training import HUDRollout, reward_functions, training_dataset
+    from hud_vf_gym.training import HUDRollout, TransformersGenerator, reward_functions, training_dataset
 
     step_times: list[float] = []
 
@@ -75,7 +75,10 @@ def build_trainer(
         "use_cpu": True,
         "bf16": False,
         "max_steps": settings.steps,
-        "per_device_train_batch_size": settings.batch,
+        # one rollout per micro-batch, the step's rollouts accumulated: the same update (TRL's loss is normalised by
+        # the whole generation batch's tokens) with a quarter of the activations and no padding between rollouts
+        "per_device_train_batch_size": 1,
+        "gradient_accumulation_steps": settings.batch,
         "num_generations": settings.num_generations,
         "max_completion_length": settings.max_turns * (settings.turn_tokens + 200),  # turns plus 3x3 boards
         "learning_rate": settings.learning_rate,
@@ -86,13 +89,13 @@ def build_trainer(
         "report_to": "none",
         "save_strategy": "no",
         "disable_tqdm": True,
-        "gradient_checkpointing": False,
+        "gradient_checkpointing": True,  # keeps one layer's activations, not 30: the loss pass fits in ~1 GB
         "reward_weights": reward_weights,
         "seed": settings.seed,
     }
     options.update(settings.grpo_overrides)
     model.train()
-    rollout = HUDRollout(config, tasks, turn_tokens=settings.turn_tokens, few_shot=few_shot, **settings.rollout_options)
+    rollout = HUDRollout(config, tasks, turn_tokens=settings.turn_tokens, few_shot=few_shot)
     trainer = GRPOTrainer(
         model=model,
         processing_class=tokenizer,
@@ -102,6 +105,8 @@ def build_trainer(
         rollout_func=rollout,
         callbacks=[StepTimer()],
     )
+    if not settings.reuse_cache:
+        rollout.generator = TransformersGenerator(trainer, reuse_cache=False)
     return trainer, rollout, step_times
 
 
@@ -122,7 +127,6 @@ def instrument(trainer: Any, rollout: Any, meter: PhaseMeter) -> None:
     from hud_vf_gym.training.generation import select_generator
 
     trainer.rollout_func = _timed_callable(trainer.rollout_func, meter, "rollout")
-    original_select = rollout._generator
 
     class _Optimizer(TrainerCallback):  # type: ignore[misc]
         def on_pre_optimizer_step(self, *_: Any, **__: Any) -> None:
@@ -135,9 +139,9 @@ def instrument(trainer: Any, rollout: Any, meter: PhaseMeter) -> None:
     trainer.add_callback(_Optimizer())
     _wrap(trainer, "compute_loss", meter, "loss forward")
     _wrap(trainer.accelerator, "backward", meter, "backward")
-    generator = original_select if original_select is not None else select_generator(trainer)
+    generator = rollout.generator if rollout.generator is not None else select_generator(trainer)
     _wrap(generator, "generate", meter, "  generate")
-    rollout._generator = generator
+    rollout.generator = generator
 
 
 def _timed_callable(function: Callable[..., Any], meter: PhaseMeter, phase: str) -> Callable[..., Any]:

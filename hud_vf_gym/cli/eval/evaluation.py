@@ -261,9 +261,7 @@ def _sampling_args(options: EvalOptions, rollout_index: int) -> dict[str, Any]:
     return sampling
 
 
-async def _run_pair(
-    env: HUDGym, endpoint: _Endpoint, client: Any, pair: _Pair, options: EvalOptions
-) -> dict[str, Any]:
+async def _run_pair(env: HUDGym, endpoint: _Endpoint, client: Any, pair: _Pair, options: EvalOptions) -> dict[str, Any]:
     """One rollout, scored, as a results row; an unexpected failure becomes that row's infrastructure error."""
     try:
         output = await env.run_rollout(

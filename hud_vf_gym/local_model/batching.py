@@ -30,7 +30,7 @@ from typing import Any
 __all__ = ["BatchingGenerator", "DecodeRequest", "DecodeResult", "decode", "row_seed"]
 
 COLLECT_WINDOW_S = 0.005  # how long the first request of a batch waits for others to join it
-IDLE_POLL_S = 0.5  # how often an idle worker checks whether it was closed
+IDLE_EXIT_S = 2.0  # an idle worker thread exits after this long; the next request starts a new one
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +181,7 @@ class BatchingGenerator:
         max_batch_size: int = 16,
         collect_window_s: float = COLLECT_WINDOW_S,
     ) -> None:
-        """Keep the settings; the worker thread starts with the first request."""
+        """Keep the settings; a worker thread runs while there are requests and exits when idle."""
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         self.run_batch = run_batch
@@ -206,22 +206,22 @@ class BatchingGenerator:
         return future
 
     def close(self) -> None:
-        """Stop the worker after the batch it is running; requests still queued fail."""
+        """Refuse new requests and wait for the worker to finish the ones already queued (it exits when idle)."""
         with self._lock:
             self._closed = True
             thread = self._thread
         if thread is not None:
             thread.join()
-        while not self._queue.empty():
-            self._queue.get_nowait().future.set_exception(RuntimeError("the local model's generator was closed"))
 
     def _work(self) -> None:
         while True:
             try:
-                first = self._queue.get(timeout=IDLE_POLL_S)
+                first = self._queue.get(timeout=IDLE_EXIT_S)
             except queue.Empty:
-                if self._closed:
-                    return
+                with self._lock:  # `submit` starts a new worker if it finds none, so exit only with nothing queued
+                    if self._queue.empty():
+                        self._thread = None
+                        return
                 continue
             batch = [first]
             deadline = time.monotonic() + self.collect_window_s

@@ -215,7 +215,7 @@ async def _local_client(options: EvalOptions, log: Log) -> tuple[Any, str, dict[
 
     folder = await asyncio.to_thread(resolve_model_folder, options.model_path, on_convert=converting)
     log(f"loading {folder}")
-    model = await asyncio.to_thread(load_local_model, folder)
+    model = await asyncio.to_thread(load_local_model, folder, max_batch_size=options.max_batch_size)
     return local_openai_client(model), model.name, {"kind": "local", "folder": str(folder), "model": model.name}
 
 

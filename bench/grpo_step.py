@@ -79,7 +79,7 @@ def run_variant(name: str, steps: int, seed: int) -> dict[str, Any]:
     )
     config = load_config("2048", max_turns=settings.max_turns)
     with meter.phase("build trainer"):
-        trainer, rollout, step_times = build_trainer(
+        trainer, rollout, clock = build_trainer(
             model, tokenizer, config, load_tasks(TRAIN_TASKS), load_few_shot(FEW_SHOT), settings
         )
     instrument(trainer, rollout, meter)
@@ -94,7 +94,8 @@ def run_variant(name: str, steps: int, seed: int) -> dict[str, Any]:
     return {
         "variant": name,
         "phases": meter.as_dict(),
-        "step_times_s": step_times,
+        "step_times_s": clock.wall,
+        "step_cpu_s": clock.cpu,
         "rewards": rewards,
         "losses": losses,
     }
@@ -127,26 +128,33 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
-def _step_s(result: dict[str, Any]) -> float:
-    times = result["step_times_s"]
+def _step(result: dict[str, Any], key: str) -> float:
+    times = result[key]
     return statistics.median(times[1:] if len(times) > 1 else times)
 
 
 def summary(results: list[dict[str, Any]]) -> str:
-    """One line per variant: step time, phase seconds per step, peak RSS; ratios against the first variant."""
-    header = f"{'variant':<12}{'step s':>8}{'x base':>8}{'rollout':>9}{'generate':>10}{'fwd':>7}{'bwd':>7}"
-    lines = ["\n== per step (median after the first step; phases: mean per step) ==", header + f"{'peak GiB':>10}"]
+    """Per variant: step wall and CPU time, CPU per phase and step, peak RSS; ratios against the first variant.
+
+    CPU seconds (every thread of the process) are the fairer comparison on a shared machine: wall time also
+    counts the time other processes held the cores.
+    """
+    header = f"{'variant':<12}{'wall s':>8}{'CPU s':>8}{'x base (CPU)':>13}{'rollout':>9}{'generate':>10}"
+    header += f"{'fwd':>7}{'bwd':>7}{'optim':>7}{'peak GiB':>10}"
+    lines = ["\n== per step (median after the first; phases: CPU s per step) ==", header]
     base = results[0]
     for result in results:
         phases, steps = result["phases"], max(1, len(result["step_times_s"]))
 
         def per_step(name: str, phases: dict[str, Any] = phases, steps: int = steps) -> float:
-            return float(phases.get(name, {}).get("seconds", 0.0)) / steps
+            return float(phases.get(name, {}).get("cpu_seconds", 0.0)) / steps
 
+        ratio = _step(base, "step_cpu_s") / _step(result, "step_cpu_s")
         lines.append(
-            f"{result['variant']:<12}{_step_s(result):>8.1f}{_step_s(base) / _step_s(result):>8.2f}"
-            f"{per_step('rollout'):>9.1f}{per_step('  generate'):>10.1f}{per_step('loss forward'):>7.1f}"
-            f"{per_step('backward'):>7.1f}{phases['overall']['peak_gib']:>10.2f}"
+            f"{result['variant']:<12}{_step(result, 'step_times_s'):>8.1f}{_step(result, 'step_cpu_s'):>8.1f}"
+            f"{ratio:>13.2f}{per_step('rollout'):>9.1f}{per_step('  generate'):>10.1f}"
+            f"{per_step('loss forward'):>7.1f}{per_step('backward'):>7.1f}{per_step('optimizer'):>7.1f}"
+            f"{phases['overall']['peak_gib']:>10.2f}"
         )
     lines.append("\nrewards per step: " + "; ".join(f"{r['variant']}: {r['rewards']}" for r in results))
     lines.append("losses per step: " + "; ".join(f"{r['variant']}: {r['losses']}" for r in results))

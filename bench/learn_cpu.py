@@ -117,13 +117,13 @@ def train(
         seed=args.seed,
         output=args.output,
     )
-    trainer, rollout, step_times = build_trainer(model, tokenizer, config, tasks, few_shot, settings)
+    trainer, rollout, clock = build_trainer(model, tokenizer, config, tasks, few_shot, settings)
     instrument(trainer, rollout, meter)
     try:
         trainer.train()
     finally:
         rollout.close()
-    return trainer, step_times
+    return trainer, clock.wall
 
 
 def training_curve(trainer: Any) -> str:

@@ -50,24 +50,33 @@ def load_tasks(names: Sequence[str]) -> list[Any]:
     return [by_id[name] for name in names]
 
 
+@dataclass
+class StepClock:
+    """Wall and CPU seconds (all threads of the process) of every optimizer step, filled while training runs."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+
 def build_trainer(
     model: Any, tokenizer: Any, config: Any, tasks: list[Any], few_shot: list[Any], settings: TrainSettings
-) -> tuple[Any, Any, list[float]]:
-    """GRPO with HUDRollout as the learning check runs it; returns the trainer, the rollout and the step times list."""
+) -> tuple[Any, Any, StepClock]:
+    """GRPO with HUDRollout as the learning check runs it; returns the trainer, the rollout and the step clock."""
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from hud_vf_gym.training import HUDRollout, TransformersGenerator, reward_functions, training_dataset
 
-    step_times: list[float] = []
+    clock = StepClock()
 
     class StepTimer(TrainerCallback):  # type: ignore[misc]
         def on_step_begin(self, *_: Any, **__: Any) -> None:
-            self.started = time.perf_counter()
+            self.started, self.started_cpu = time.perf_counter(), time.process_time()
 
         def on_step_end(self, *_: Any, **__: Any) -> None:
-            step_times.append(time.perf_counter() - self.started)
-            print(f"  step {len(step_times)}: {step_times[-1]:.1f} s", flush=True)
+            clock.wall.append(time.perf_counter() - self.started)
+            clock.cpu.append(time.process_time() - self.started_cpu)
+            print(f"  step {len(clock.wall)}: {clock.wall[-1]:.1f} s wall, {clock.cpu[-1]:.1f} s CPU", flush=True)
 
     reward_funcs, reward_weights = reward_functions(config.rubric.weights)
     options: dict[str, Any] = {
@@ -107,7 +116,7 @@ def build_trainer(
     )
     if not settings.reuse_cache:
         rollout.generator = TransformersGenerator(trainer, reuse_cache=False)
-    return trainer, rollout, step_times
+    return trainer, rollout, clock
 
 
 def _wrap(owner: Any, name: str, meter: PhaseMeter, phase: str) -> None:

@@ -52,6 +52,7 @@ class PhaseStats:
 
     calls: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # of every thread of the process: far less sensitive to a busy machine than wall time
     peak_bytes: int = 0
 
 
@@ -78,13 +79,14 @@ class PhaseMeter:
         reset_peak()
         self.phases.setdefault(name, PhaseStats())
         self._open.append(name)
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             stats = self.phases[name]
             stats.calls += 1
             stats.seconds += time.perf_counter() - started
+            stats.cpu_seconds += time.process_time() - started_cpu
             self._fold()
             self._open.remove(name)
             reset_peak()
@@ -95,18 +97,23 @@ class PhaseMeter:
         return self.overall_peak_bytes
 
     def table(self, title: str = "phase") -> str:
-        """One line per phase: calls, total and mean seconds, peak RSS in GiB."""
-        lines = [f"{title:<28}{'calls':>6}{'total s':>9}{'mean s':>8}{'peak RSS GiB':>14}"]
+        """One line per phase: calls, total wall and CPU seconds, peak RSS in GiB."""
+        lines = [f"{title:<28}{'calls':>6}{'wall s':>9}{'CPU s':>9}{'peak RSS GiB':>14}"]
         for name, stats in self.phases.items():
-            mean = stats.seconds / stats.calls if stats.calls else 0.0
-            lines.append(f"{name:<28}{stats.calls:>6}{stats.seconds:>9.1f}{mean:>8.2f}{stats.peak_bytes / GIB:>14.2f}")
-        lines.append(f"{'overall (whole process)':<28}{'':>6}{'':>9}{'':>8}{self.peak() / GIB:>14.2f}")
+            cells = f"{stats.calls:>6}{stats.seconds:>9.1f}{stats.cpu_seconds:>9.1f}{stats.peak_bytes / GIB:>14.2f}"
+            lines.append(f"{name:<28}{cells}")
+        lines.append(f"{'overall (whole process)':<28}{'':>6}{'':>9}{'':>9}{self.peak() / GIB:>14.2f}")
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, dict[str, float]]:
         """The table as JSON-ready numbers."""
         result = {
-            name: {"calls": stats.calls, "seconds": stats.seconds, "peak_gib": stats.peak_bytes / GIB}
+            name: {
+                "calls": stats.calls,
+                "seconds": stats.seconds,
+                "cpu_seconds": stats.cpu_seconds,
+                "peak_gib": stats.peak_bytes / GIB,
+            }
             for name, stats in self.phases.items()
         }
         result["overall"] = {"peak_gib": self.peak() / GIB}

@@ -116,7 +116,8 @@ def test_main_trains_saves_checkpoints_and_resumes(
         "--max_turns", "2",  # short episodes
         "--max_turn_tokens", "8",  # short turns
         "--num_generations", "2",  # the smallest GRPO group
-        "--per_device_train_batch_size", "2",  # one group per step
+        "--per_device_train_batch_size", "2",  # one group per step ...
+        "--gradient_accumulation_steps", "1",  # ... in one micro-batch
         "--max_completion_length", "64",  # a small episode cap
         "--output_dir", str(output),
         "--save_steps", "1",  # a checkpoint after every step

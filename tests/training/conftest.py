@@ -15,9 +15,21 @@ CHATML_TEMPLATE = (
 SPECIAL_TOKENS = ["<pad>", "<|im_start|>", "<|im_end|>"]
 # The cheapest GRPO step train/grpo.py accepts: one task, one group of two rollouts, two short turns, a small cap.
 CHEAP_RUN_ARGS = (
-    "--num_tasks", "1", "--max_turns", "2", "--max_turn_tokens", "8", "--num_generations", "2",
-    "--per_device_train_batch_size", "2", "--max_completion_length", "64",
-)  # fmt: skip
+    "--num_tasks",
+    "1",
+    "--max_turns",
+    "2",
+    "--max_turn_tokens",
+    "8",
+    "--num_generations",
+    "2",
+    "--per_device_train_batch_size",
+    "2",
+    "--gradient_accumulation_steps",
+    "1",
+    "--max_completion_length",
+    "64",
+)  # fmt: skip  (one group of two rollouts per step, in one micro-batch)
 
 
 def build_tiny_model(folder: Path) -> Path:

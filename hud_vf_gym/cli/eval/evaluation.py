@@ -26,6 +26,7 @@ from typing import Any
 
 from hud_vf_gym.cli.eval.dry_run import check_tasks, render_checks
 from hud_vf_gym.cli.eval.options import EvalOptions, is_local_url
+from hud_vf_gym.cli.eval.progress import CountingClient, TurnProgress
 from hud_vf_gym.cli.eval.results import ResultsFolder, pair_key
 from hud_vf_gym.cli.eval.summary import render_table, summarize
 from hud_vf_gym.config import load_config
@@ -51,9 +52,9 @@ class EvalReport:
 
 @dataclass(frozen=True, slots=True)
 class _Endpoint:
-    """The model as the rollout loop sees it: a verifiers client and the model name to send."""
+    """The model as the rollout loop sees it: an OpenAI client and the model name to send."""
 
-    client: Any  # vf.Client
+    openai_client: Any  # openai.AsyncOpenAI; wrapped in a verifiers client (CountingClient) for the run
     name: str
     description: dict[str, Any]
 
@@ -167,9 +168,7 @@ def _pending_pairs(folder: ResultsFolder, pairs: list[_Pair], *, resuming: bool)
 
 @contextlib.asynccontextmanager
 async def _open_model(options: EvalOptions, log: Log) -> AsyncIterator[_Endpoint]:
-    """The verifiers client for the options' model; its HTTP client is closed afterwards."""
-    import verifiers as vf
-
+    """The OpenAI client for the options' model; it is closed afterwards."""
     if options.base_url is not None:
         openai_client = _endpoint_client(options)
         name = str(options.model)
@@ -177,7 +176,7 @@ async def _open_model(options: EvalOptions, log: Log) -> AsyncIterator[_Endpoint
     else:
         openai_client, name, description = await _local_client(options, log)
     try:
-        yield _Endpoint(vf.OpenAIChatCompletionsClient(openai_client), name, description)
+        yield _Endpoint(openai_client, name, description)
     finally:
         await openai_client.close()
 
@@ -216,7 +215,7 @@ async def _local_client(options: EvalOptions, log: Log) -> tuple[Any, str, dict[
 
     folder = await asyncio.to_thread(resolve_model_folder, options.model_path, on_convert=converting)
     log(f"loading {folder}")
-    model = await asyncio.to_thread(load_local_model, folder)
+    model = await asyncio.to_thread(load_local_model, folder, max_batch_size=options.max_batch_size)
     return local_openai_client(model), model.name, {"kind": "local", "folder": str(folder), "model": model.name}
 
 
@@ -226,20 +225,23 @@ async def _local_client(options: EvalOptions, log: Log) -> tuple[Any, str, dict[
 async def _run_pairs(
     env: HUDGym, endpoint: _Endpoint, pairs: list[_Pair], folder: ResultsFolder, options: EvalOptions, *, total: int
 ) -> None:
-    """Run the pairs `--concurrency` at a time, appending each result as it finishes, with a progress bar."""
+    """Run the pairs `--concurrency` at a time, appending each result as it finishes, with a progress bar.
+
+    The bar counts finished rollouts and shows, as they happen, the model turns done and tokens per second.
+    """
     from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
 
     slots = asyncio.Semaphore(options.concurrency)
     progress = tqdm(total=total, initial=total - len(pairs), desc="rollouts", unit="rollout", file=sys.stderr)
-    rewards: list[float] = []
+    turns = TurnProgress(progress)
+    client = CountingClient(endpoint.openai_client, turns)
 
     async def run(pair: _Pair) -> None:
         async with slots:
-            row = await _run_pair(env, endpoint, pair, options)
+            row = await _run_pair(env, endpoint, client, pair, options)
         folder.append(row)
-        rewards.append(float(row.get("reward") or 0.0))
         progress.update(1)
-        progress.set_postfix(mean_reward=f"{sum(rewards) / len(rewards):.3f}")
+        turns.rollout_done(float(row.get("reward") or 0.0))
 
     tasks = [asyncio.create_task(run(pair)) for pair in pairs]
     try:
@@ -259,12 +261,12 @@ def _sampling_args(options: EvalOptions, rollout_index: int) -> dict[str, Any]:
     return sampling
 
 
-async def _run_pair(env: HUDGym, endpoint: _Endpoint, pair: _Pair, options: EvalOptions) -> dict[str, Any]:
+async def _run_pair(env: HUDGym, endpoint: _Endpoint, client: Any, pair: _Pair, options: EvalOptions) -> dict[str, Any]:
     """One rollout, scored, as a results row; an unexpected failure becomes that row's infrastructure error."""
     try:
         output = await env.run_rollout(
             pair.rollout_input,
-            endpoint.client,
+            client,
             endpoint.name,
             _sampling_args(options, pair.rollout_index),
             max_retries=0,

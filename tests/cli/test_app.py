@@ -26,12 +26,12 @@ def test_cli_help_lists_every_eval_option_with_its_help(capsys: pytest.CaptureFi
 
 
 def test_cli_subcommands_are_a_registry() -> None:
-    assert list(commands()) == ["eval", "init", "dataset", "train", "serve"]
-    assert len(COMMAND_MODULES) == 5
+    assert list(commands()) == ["eval", "init", "dataset", "train", "serve", "export-art"]
+    assert len(COMMAND_MODULES) == 6
     assert make_parser().prog == "hud-vf-gym"
 
 
-@pytest.mark.parametrize("command", ["init", "dataset", "train", "serve"], ids=["init", "dataset", "train", "serve"])
+@pytest.mark.parametrize("command", ["init", "dataset", "train", "serve", "export-art"])
 def test_cli_module_subcommands_have_help_with_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hud_vf_gym.environments.registry import BUILTINS
 from hud_vf_gym.errors import ConfigError
 
 __all__ = ["BUILTIN_ENVIRONMENTS", "ArtConfigFile", "EnvironmentSpec", "TrainingDefaults", "resolve_environment"]
@@ -68,12 +69,18 @@ class TrainingDefaults(_Strict):
     temperature: float | None = Field(default=None, ge=0)
 
 
-BUILTIN_ENVIRONMENTS: dict[str, EnvironmentSpec] = {
-    "2048": EnvironmentSpec(taskset="2048", config_path="2048"),
-    # text-only models see the page as text and clickable boxes (`browser-text`), not as screenshots
-    "browser": EnvironmentSpec(taskset="browser", config_path="browser-text"),
-    "miniwob": EnvironmentSpec(taskset="miniwob", config_path="browser-text"),
-}
+def _builtin_environments() -> dict[str, EnvironmentSpec]:
+    """One environment per built-in taskset, played with its row's Gym config (text-only: `browser-text` for pages)."""
+    specs = {}
+    for row in BUILTINS.values():
+        config = row.make_kwargs().get("config_path") or (row.config_names[0] if row.configs else None)
+        for taskset in row.taskset_names:
+            specs[taskset] = EnvironmentSpec(taskset=taskset, config_path=config)
+    return specs
+
+
+# From the built-in environments table, so a new built-in environment is known here without another edit.
+BUILTIN_ENVIRONMENTS: dict[str, EnvironmentSpec] = _builtin_environments()
 
 
 class ArtConfigFile(_Strict):

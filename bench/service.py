@@ -112,6 +112,9 @@ def _stop_jobs(state_dir: Path) -> None:
     for pid, started in rows:
         if process_start_time(pid) == started:
             os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while process_start_time(pid) == started and time.monotonic() < deadline:
+                time.sleep(0.05)
 
 
 def wait_ready(base_url: str, process: subprocess.Popen[bytes]) -> None:
@@ -151,7 +154,7 @@ def main() -> None:
         port = sock.getsockname()[1]
     base_url = f"http://127.0.0.1:{port}"
     steps = WARM_STEPS + int((4 * args.seconds + 60) / args.interval) + args.events * 2
-    with tempfile.TemporaryDirectory(prefix="bench-service-") as state:
+    with tempfile.TemporaryDirectory(prefix="bench-service-", ignore_cleanup_errors=True) as state:
         command = [sys.executable, __file__, "--serve", str(port), state, str(steps), "--interval", str(args.interval)]
         process = subprocess.Popen(command)
         try:

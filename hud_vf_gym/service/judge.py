@@ -136,9 +136,9 @@ async def prompt_judge(
 
 
 def _art_available() -> bool:
-    """Whether this package's ART integration (and so `openpipe-art`) can be imported."""
+    """Whether `openpipe-art`'s RULER can be imported (our ART integration imports ART lazily, so ask ART itself)."""
     try:
-        importlib.import_module("hud_vf_gym.integrations.art")
+        importlib.import_module("art.rewards")
     except ImportError:
         return False
     return True

@@ -21,9 +21,6 @@ trl = pytest.importorskip("trl", reason="the training tests need: pip install -e
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:You are using 'rollout_func':UserWarning"),  # TRL marks it experimental
-    # transformers 5 renamed gradient checkpointing; TRL 1.16 still sets the old name
-    pytest.mark.filterwarnings("ignore:`gradient_checkpointing` is deprecated:FutureWarning"),
-    pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"),
 ]
 
 CPU_CONFIG = REPO_ROOT / "configs" / "train" / "2048-cpu.yaml"

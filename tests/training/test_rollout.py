@@ -43,9 +43,6 @@ transformers = pytest.importorskip("transformers", reason="the training tests ne
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:You are using 'rollout_func':UserWarning"),  # TRL marks it experimental
-    # transformers 5 renamed gradient checkpointing; TRL 1.16 still sets the old name
-    pytest.mark.filterwarnings("ignore:`gradient_checkpointing` is deprecated:FutureWarning"),
-    pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"),
 ]
 
 

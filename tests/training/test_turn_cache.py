@@ -22,9 +22,6 @@ transformers = pytest.importorskip("transformers", reason="the training tests ne
 torch = pytest.importorskip("torch", reason="the training tests need: pip install -e '.[train]'")
 accelerate = pytest.importorskip("accelerate", reason="the training tests need: pip install -e '.[train]'")
 
-# transformers 5 renamed gradient checkpointing; TRL 1.16's unwrap_model_for_generation still reads the old name
-pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
-
 
 def trainer_for(model: Any, tokenizer: Any, **sampling: Any) -> Any:
     """The parts of a GRPOTrainer the generator reads, around a real model, tokenizer and Accelerator."""

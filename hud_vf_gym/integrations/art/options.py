@@ -93,6 +93,10 @@ class ARTOptions:
         default=None, metadata={"help": f"Sampling temperature (default: {DEFAULTS.temperature})"}
     )
     seed: int | None = field(default=None, metadata={"help": "Sampling seed; rollout i of a group sends seed + i."})
+    request_timeout: float = field(
+        default=1200.0,
+        metadata={"help": "Seconds one --base-url request may take, queueing included (a busy local model queues)."},
+    )
     concurrency: int = field(default=8, metadata={"help": "MCP sessions open at once."})
     project: str = field(default="hud-vf-gym", metadata={"help": "ART project name (W&B project, .art folder)."})
     run_name: str | None = field(
@@ -105,6 +109,13 @@ class ARTOptions:
 
     def __post_init__(self) -> None:
         """Reject bad values and combinations, all at once."""
+        problems = [*self._range_problems(), *self._combination_problems()]
+        if len(problems) == 1:
+            raise ConfigError(problems[0])
+        if problems:
+            raise ConfigError("\n  ".join([f"{len(problems)} invalid options", *problems]))
+
+    def _range_problems(self) -> list[str]:
         problems = []
         for flag in ("scenarios", "steps", "groups_per_step", "rollouts_per_group", "max_turns", "max_tokens"):
             value = getattr(self, flag)
@@ -112,18 +123,20 @@ class ARTOptions:
                 problems.append(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
         if self.concurrency < 1:
             problems.append(f"--concurrency must be at least 1, got {self.concurrency}")
-        if self.learning_rate is not None and self.learning_rate <= 0:
-            problems.append(f"--learning-rate must be above 0, got {self.learning_rate}")
+        for flag, number in (("learning-rate", self.learning_rate), ("request-timeout", self.request_timeout)):
+            if number is not None and number <= 0:
+                problems.append(f"--{flag} must be above 0, got {number}")
+        return problems
+
+    def _combination_problems(self) -> list[str]:
+        problems = []
         if self.backend == RULER_ONLY and self.base_url is None:
             problems.append("--backend ruler-only samples from --base-url (an endpoint serving --base-model); give it")
         if self.backend != RULER_ONLY and self.base_url is not None:
             problems.append(f"--base-url is for ruler-only; --backend {self.backend} serves the trained model itself")
         if self.judge_base_url is not None and self.judge_model is None:
             problems.append("--judge-base-url needs --judge-model, the name that endpoint serves")
-        if len(problems) == 1:
-            raise ConfigError(problems[0])
-        if problems:
-            raise ConfigError("\n  ".join([f"{len(problems)} invalid options", *problems]))
+        return problems
 
     @property
     def ruler(self) -> bool:

@@ -207,7 +207,9 @@ async def _agent(art: Any, run: _Run, reward_fn: RewardFn | None) -> ARTTraining
     if run.backend is None:
         from openai import AsyncOpenAI
 
-        client = AsyncOpenAI(base_url=options.base_url, api_key=_endpoint_key(options), max_retries=0)
+        client = AsyncOpenAI(
+            base_url=options.base_url, api_key=_endpoint_key(options), max_retries=0, timeout=options.request_timeout
+        )
         return ARTTrainingAgent(run.config, client, options.base_model or "", **common)
     run.model = art.TrainableModel(
         name=options.run_name,

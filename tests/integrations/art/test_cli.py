@@ -107,6 +107,8 @@ def test_a_judge_that_cannot_score_keeps_the_rewards_and_exits_1(
         (["--env", "2048", "--backend", "local"], "--backend local needs an NVIDIA GPU"),
         (["--backend", "serverless"], "--backend serverless trains on W&B Training and needs WANDB_API_KEY"),
         (["--backend", "ruler-only"], "--backend ruler-only samples from --base-url"),
+        (["--backend", "ruler-only", "--base-url", "http://127.0.0.1:9/v1", "--request-timeout", "0"],
+         "--request-timeout must be above 0, got 0.0"),
         (["--backend", "ruler-only", "--base-url", "https://api.example.com/v1", "--judge-model", "openai/o4-mini",
           "--scenarios", "1"], "--base-url https://api.example.com/v1 is not on this machine"),
     ],

@@ -6,8 +6,9 @@
 Each variant runs the real command path (`run_eval`: HUDGym, the in-process endpoint, the 2048 servers) into its
 own results folder, one after the other in this process, greedy as the default is:
 
-- `serialised`: `--max-batch-size 1`, one reply at a time (what the endpoint did before batching);
-- `batched`: the default, concurrent requests decoded together.
+- `serialised`: `--max-batch-size 1 --cache-tokens 0`: one reply at a time, each turn reading the whole
+  conversation again (what the endpoint did before);
+- `batched`: the defaults: concurrent requests decoded together, each turn reading only its new tokens.
 
 It prints wall time, model turns, completion tokens and tokens/s per run, the speed-up, and whether every rollout
 got the same reward and the same replies in both variants (greedy decoding: they should).
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-VARIANTS = {"serialised": 1, "batched": 16}  # name -> --max-batch-size
+VARIANTS = {"serialised": (1, 0), "batched": (16, 16384)}  # name -> (--max-batch-size, --cache-tokens)
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,7 +47,8 @@ def run(variant: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         num_tasks=args.num_tasks,
         max_turns=args.max_turns,
         concurrency=args.concurrency,
-        max_batch_size=VARIANTS[variant],
+        max_batch_size=VARIANTS[variant][0],
+        cache_tokens=VARIANTS[variant][1],
         output=str(folder),
     )
     started = time.perf_counter()

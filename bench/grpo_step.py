@@ -46,14 +46,24 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="Write every variant's numbers here.")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: run one variant
     parser.add_argument("--seed", type=int, default=0, help="Training seed.")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's). 1 makes CPU seconds count work only: idle OpenMP threads spin, "
+        "and on a busy machine their spinning can double the CPU time of a step.",
+    )
     return parser.parse_args()
 
 
-def run_variant(name: str, steps: int, seed: int) -> dict[str, Any]:
+def run_variant(name: str, steps: int, seed: int, threads: int | None) -> dict[str, Any]:
     """Train `steps` steps with the variant's settings in this process; return its phase table and step times."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     warnings.filterwarnings("ignore", category=FutureWarning)
     import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hud_vf_gym.config import load_config
@@ -105,12 +115,13 @@ def main() -> None:
     """Run each variant in a child process, then print the comparison."""
     args = parse_args()
     if args.child:
-        result = run_variant(args.child, args.steps, args.seed)
+        result = run_variant(args.child, args.steps, args.seed, args.threads)
         print("RESULT " + json.dumps(result), flush=True)
         return
     results = []
     for name in args.variants:
         command = [sys.executable, __file__, "--child", name, "--steps", str(args.steps), "--seed", str(args.seed)]
+        command += [] if args.threads is None else ["--threads", str(args.threads)]
         result = None
         with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:  # stderr passes through
             assert child.stdout is not None

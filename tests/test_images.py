@@ -117,12 +117,21 @@ COMPUTER_CONFIG = {
             "x": {"from_arg": "x", "transform": "int"},
             "y": {"from_arg": "y", "transform": "int"},
         },
+        "scroll": {  # at the screen's centre: the mapping's constants are screen pixels and are never scaled
+            "_tool": "computer",
+            "_parser": {"positional": ["amount"]},
+            "action": "scroll",
+            "x": 512,
+            "y": 384,
+            "scroll_y": {"from_arg": "amount", "transform": "int"},
+        },
     },
 }
 REPLIES = [
     "<tool>screenshot()</tool>",
     "<tool>click(100, 50)</tool>",
     "<tool>click(10, 21)</tool>",
+    "<tool>scroll(3)</tool>",
     "<tool>screenshot()</tool>",
     "<tool>done()</tool>",
 ]
@@ -134,6 +143,7 @@ def test_eval_sends_capped_downscaled_screenshots_and_clicks_where_the_model_saw
         {"action": "screenshot"},
         {"action": "click", "x": 200, "y": 100},  # the model clicked (100, 50) on a half-size screenshot
         {"action": "click", "x": 20, "y": 42},
+        {"action": "scroll", "x": 512, "y": 384, "scroll_y": 3},
         {"action": "screenshot"},
     ]
     stub = [str(COMPUTER_STUB), "--screenshots", f"--marker={marker}"]
@@ -153,10 +163,10 @@ def test_eval_sends_capped_downscaled_screenshots_and_clicks_where_the_model_saw
         requests = [request["json"] for request in server.requests if request["path"].endswith("/chat/completions")]
     [row] = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
     assert row["metrics"]["task_completion"] == 1.0, row["hud_episode"]["evaluate_results"]
-    assert len(requests) == 5
+    assert len(requests) == 6
     counts = [len(images_in(request["messages"])) for request in requests]
-    assert counts == [1, 2, 2, 2, 2]  # setup + one screenshot per action, at most keep_recent of them
+    assert counts == [1, 2, 2, 2, 2, 2]  # setup + one screenshot per action, at most keep_recent of them
     last = json.dumps(requests[-1]["messages"])
-    assert all(placeholder(turn) in last for turn in (0, 1, 2)) and placeholder(3) not in last
+    assert all(placeholder(turn) in last for turn in (0, 1, 2, 3)) and placeholder(4) not in last
     widths = {PIL.open(io.BytesIO(base64.b64decode(image))).size for image in images_in(requests[-1]["messages"])}
     assert widths == {(512, 384)}

@@ -122,6 +122,23 @@ class ActionMapper:
             return f"{action}()"
         return f"{action}({', '.join(mapping.parser.positional)})"
 
+    def agent_arguments(self, mapped: MappedAction, call: ParsedCall) -> frozenset[str]:
+        """The MCP arguments of `mapped` whose values the agent gave (not a mapping's constant or default)."""
+        if mapped.tool_call is None:
+            return frozenset()
+        mapping = self.mappings.get(mapped.action)
+        if mapping is None:  # a pass-through call: every argument is the agent's
+            return frozenset(mapped.tool_call.arguments)
+        named = _bind_arguments(mapped.action, mapping, call)
+        if isinstance(named, ActionError):
+            return frozenset()
+        return frozenset(
+            argument
+            for argument, spec in mapping.mcp_arguments.items()
+            if (spec.from_arg is not None and spec.from_arg in named)
+            or (spec.from_args is not None and any(name in named for name in spec.from_args))
+        )
+
     def is_screenshot(self, mapped: MappedAction) -> bool:
         """Whether an executed action takes a screenshot (for the screenshot_behavior rubric component)."""
         if mapped.action == "screenshot":

@@ -256,8 +256,10 @@ class TaskEpisode:
             turn.action_error, turn.outcome = mapped, TurnOutcome.ACTION_ERROR
             return
         if mapped.tool_call is not None and self.screenshots.scale != 1.0:  # model pixels -> screen pixels
+            coordinates = self.harness.config.images.coordinate_arguments
+            given = self.harness.mapper.agent_arguments(mapped, turn.parsed.call)  # a config's constants stay
             arguments = scale_coordinates(
-                mapped.tool_call.arguments, self.harness.config.images.coordinate_arguments, self.screenshots.scale
+                mapped.tool_call.arguments, [name for name in coordinates if name in given], self.screenshots.scale
             )
             mapped = dataclasses.replace(mapped, tool_call=ToolCall(mapped.tool_call.name, arguments))
         turn.action = mapped

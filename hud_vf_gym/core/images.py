@@ -10,7 +10,10 @@ to 30 images, so request size and a vision model's cost grow with the square of 
 - **Coordinates stay consistent**: a downscaled screenshot shows the screen at `scale = new width / screen width`.
   The model answers in the pixels it saw, so before the next action is sent the episode divides its coordinate
   arguments (`coordinate_arguments`: numbers, `[x, y]` pairs, `{x, y}` points) by that scale and rounds them
-  (`scale_coordinates`). A click at (320, 200) on a half-size screenshot reaches the server as (640, 400).
+  (`scale_coordinates`). A click at (320, 200) on a half-size screenshot reaches the server as (640, 400). Only
+  values the model gave are scaled: a mapping's constants and defaults (`x: 640` for a scroll at the screen's
+  centre) are screen pixels already, and a system prompt's description of the screen stays in screen pixels too,
+  so a prompt that names the screen size should name the size the model sees when `max_width` is set.
 - `cap_screenshots` keeps the newest `keep_recent` screenshots of a message history as images and replaces every
   older one with the text `[screenshot from turn N omitted]` (turn 0 is the setup's first observation). HUDGym
   applies it to every request it sends; a Gymnasium user who builds a chat history can apply it the same way.

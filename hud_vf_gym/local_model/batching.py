@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hud_vf_gym.local_model.prefix_cache import CachedPrefix, PrefixCache
+
 __all__ = ["BatchingGenerator", "DecodeRequest", "DecodeResult", "decode", "row_seed"]
 
 COLLECT_WINDOW_S = 0.005  # how long the first request of a batch waits for others to join it
@@ -65,6 +67,7 @@ def decode(
     pad_token_id: int,
     eos_token_ids: Sequence[int],
     text_of: Callable[[Sequence[int]], str],
+    prefix_cache: PrefixCache | None = None,
 ) -> list[DecodeResult]:
     """Generate every request's continuation in one batch (see the module docs); call under `torch.inference_mode`.
 
@@ -74,30 +77,22 @@ def decode(
         pad_token_id: written into left padding (masked out).
         eos_token_ids: tokens that end a reply (kept in its token ids, as `generate` keeps them).
         text_of: decodes token ids to text, for the stop strings.
+        prefix_cache: earlier requests' keys and values: a prompt that continues one is read from where it ends,
+            and every finished request is stored in it (None: every prompt is read in full).
     """
     import torch
-    from transformers import DynamicCache
 
     if not requests:
         return []
     device = next(model.parameters()).device
-    width = max(len(request.prompt_ids) for request in requests)
-    ids = torch.full((len(requests), width), pad_token_id, dtype=torch.long, device=device)
-    mask = torch.zeros((len(requests), width), dtype=torch.long, device=device)
-    for row, request in enumerate(requests):
-        ids[row, width - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids, dtype=torch.long)
-        mask[row, width - len(request.prompt_ids) :] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    prefixes = [prefix_cache.take(request.prompt_ids) if prefix_cache else None for request in requests]
+    cache, mask, logits = _prefill(model, requests, prefixes, pad_token_id, device)
+    next_position = mask.sum(-1, keepdim=True)  # the position of each row's next token
     generators = [_generator(request) for request in requests]
     stops = frozenset(eos_token_ids)
     outputs: list[list[int]] = [[] for _ in requests]
     results: list[DecodeResult | None] = [None] * len(requests)
     active = list(range(len(requests)))  # original row index of each cache row
-    cache = DynamicCache(config=model.config)
-    logits = model(
-        input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1
-    ).logits[:, -1, :]
-    next_position = positions[:, -1:] + 1
     while active:
         tokens = [_choose(logits[index], requests[row], generators[row]) for index, row in enumerate(active)]
         keep = []
@@ -110,6 +105,10 @@ def decode(
                 results[row] = DecodeResult(tuple(outputs[row]), stopped=False)
             else:
                 keep.append(index)
+                continue
+            if prefix_cache is not None:  # everything the model read for this row: its prompt and reply so far
+                fed = (*request.prompt_ids, *outputs[row][:-1])
+                prefix_cache.put(fed, _row_tensors(cache, mask, index))
         if not keep:
             break
         if len(keep) < len(active):  # finished rows leave the batch (and the cache)
@@ -125,6 +124,67 @@ def decode(
         ).logits[:, -1, :]
         next_position = next_position + 1
     return [result if result is not None else DecodeResult((), stopped=False) for result in results]
+
+
+def _prefill(
+    model: Any,
+    requests: Sequence[DecodeRequest],
+    prefixes: Sequence[CachedPrefix | None],
+    pad_token_id: int,
+    device: Any,
+) -> tuple[Any, Any, Any]:
+    """Read every prompt (after its cached prefix) in one left-padded batch; return the cache, mask and logits.
+
+    Cached prefixes are left-padded into the batch's cache as well, so each row's columns are: holes, its cached
+    prefix, holes, the rest of its prompt. The attention mask marks the holes; positions count real tokens only.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    cached = [prefix.length if prefix else 0 for prefix in prefixes]
+    cached_width = max(cached)
+    rows = len(requests)
+    mask_parts = []
+    if cached_width:
+        layers = next(prefix for prefix in prefixes if prefix is not None).layers
+        for layer_index, (keys, values) in enumerate(layers):
+            shape = (rows, keys.shape[1], cached_width, keys.shape[3])
+            batch_keys = keys.new_zeros(shape)
+            batch_values = values.new_zeros((rows, values.shape[1], cached_width, values.shape[3]))
+            for row, prefix in enumerate(prefixes):
+                if prefix is not None:
+                    row_keys, row_values = prefix.layers[layer_index]
+                    batch_keys[row, :, cached_width - prefix.length :] = row_keys[0, :, : prefix.length]
+                    batch_values[row, :, cached_width - prefix.length :] = row_values[0, :, : prefix.length]
+            cache.update(batch_keys, batch_values, layer_index)
+        cached_mask = torch.zeros((rows, cached_width), dtype=torch.long, device=device)
+        for row, length in enumerate(cached):
+            if length:
+                cached_mask[row, cached_width - length :] = 1
+        mask_parts.append(cached_mask)
+    suffixes = [request.prompt_ids[length:] for request, length in zip(requests, cached, strict=True)]
+    width = max(len(suffix) for suffix in suffixes)
+    ids = torch.full((rows, width), pad_token_id, dtype=torch.long, device=device)
+    block_mask = torch.zeros((rows, width), dtype=torch.long, device=device)
+    for row, suffix in enumerate(suffixes):
+        ids[row, width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
+        block_mask[row, width - len(suffix) :] = 1
+    mask = torch.cat([*mask_parts, block_mask], 1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, cached_width:]
+    logits = model(
+        input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1
+    ).logits[:, -1, :]
+    return cache, mask, logits
+
+
+def _row_tensors(cache: Any, mask: Any, index: int) -> tuple[tuple[Any, Any], ...]:
+    """One cache row's keys and values at its real (unmasked) positions, per layer: [1, heads, tokens, dim]."""
+    columns = mask[index].nonzero().squeeze(-1)
+    return tuple(
+        (layer.keys[index : index + 1, :, columns].clone(), layer.values[index : index + 1, :, columns].clone())
+        for layer in cache.layers
+    )
 
 
 def _generator(request: DecodeRequest) -> Any:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from hud_vf_gym.errors import ConfigError, DependencyNotInstalled, ModelLoadError
 from hud_vf_gym.local_model.batching import BatchingGenerator, DecodeRequest, DecodeResult, decode
+from hud_vf_gym.local_model.prefix_cache import PrefixCache
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -63,6 +64,7 @@ LOCK_WAIT_S = 900.0  # another process converting takes ~30 s on 2 cores; waitin
 LOCK_POLL_S = 0.2  # how often a waiting process retries the lock
 CACHE_FOLDER_MODE = 0o755
 SOURCE_FILE = "hud_vf_gym_source.json"  # written into the converted folder: where it came from
+DEFAULT_CACHE_TOKENS = 16384  # kept keys/values of earlier requests: ~0.75 GB for SmolLM2-135M in float32
 
 
 # -- finding the model ---------------------------------------------------------------------------------------------
@@ -282,15 +284,27 @@ class LocalChatModel:
         name: the model name endpoints report.
         folder: where it was loaded from.
         max_batch_size: the most requests decoded together; 1 serialises generation (one reply at a time).
+        cache_tokens: tokens of earlier requests whose keys and values are kept, so the next turn of a
+            conversation reads only its new tokens (`hud_vf_gym.local_model.prefix_cache`); 0 keeps none.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str, folder: Path, max_batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str,
+        folder: Path,
+        max_batch_size: int = 16,
+        cache_tokens: int = DEFAULT_CACHE_TOKENS,
+    ) -> None:
         """Keep the model; the batching worker thread starts with the first request."""
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.folder = folder
         self.generator = BatchingGenerator(self._decode, max_batch_size=max_batch_size)
+        self.prefix_cache = PrefixCache(cache_tokens) if cache_tokens > 0 else None
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         eos_ids = eos if isinstance(eos, list) else [eos]
         self.eos_token_ids = tuple(int(token) for token in {*eos_ids, tokenizer.eos_token_id} if token is not None)
@@ -342,6 +356,7 @@ class LocalChatModel:
                 pad_token_id=int(pad),
                 eos_token_ids=self.eos_token_ids,
                 text_of=lambda tokens: self.tokenizer.decode(list(tokens), skip_special_tokens=True),
+                prefix_cache=self.prefix_cache,
             )
 
     def _completion(self, result: DecodeResult, request: DecodeRequest) -> Completion:
@@ -354,10 +369,13 @@ class LocalChatModel:
         return Completion(text, len(request.prompt_ids), len(new_tokens), finish_reason)
 
 
-def load_local_model(folder: Path, *, name: str | None = None, max_batch_size: int = 16) -> LocalChatModel:
+def load_local_model(
+    folder: Path, *, name: str | None = None, max_batch_size: int = 16, cache_tokens: int = DEFAULT_CACHE_TOKENS
+) -> LocalChatModel:
     """Load an HF model folder in float32 on the CPU, from local files only.
 
-    `max_batch_size` is how many concurrent requests are decoded together (1: one reply at a time).
+    `max_batch_size` is how many concurrent requests are decoded together (1: one reply at a time);
+    `cache_tokens` how many tokens of earlier requests stay cached for the next turn (0: none).
 
     Raises:
         DependencyNotInstalled: torch or transformers is missing (the message has the pip command).
@@ -374,8 +392,9 @@ def load_local_model(folder: Path, *, name: str | None = None, max_batch_size: i
     if tokenizer.chat_template is None:
         raise ModelLoadError(f"{folder}: the tokenizer has no chat template, so chat messages cannot be formatted")
     model.eval()
+    display_name = name or _display_name(folder)
     return LocalChatModel(
-        model, tokenizer, name=name or _display_name(folder), folder=folder, max_batch_size=max_batch_size
+        model, tokenizer, name=display_name, folder=folder, max_batch_size=max_batch_size, cache_tokens=cache_tokens
     )
 
 

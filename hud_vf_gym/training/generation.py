@@ -153,6 +153,8 @@ class TransformersGenerator:
         """This session's turn cache, or None when every turn re-reads its context."""
         if not self.reuse_cache or not supports_model(self._model):
             return None
+        if getattr(self.trainer.generation_config, "cache_implementation", None) is not None:
+            return None  # the trainer asked generate for a cache of its own kind (static, offloaded, ...)
         if self._turns is None:
             self._turns = TurnCache(self._model, pad_id, device)
         return self._turns

@@ -184,7 +184,14 @@ class TurnCache:
         self.cache = DynamicCache(config=self.model.config)
         if width:
             position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-            self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids, cache=self.cache, use_cache=True)
+            self.model(  # only the cache is wanted: one position's logits, not the whole vocabulary per token
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=position_ids,
+                cache=self.cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         self._ids, self._mask, self._rows = ids, mask, rows
 
 

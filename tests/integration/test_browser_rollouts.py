@@ -375,9 +375,11 @@ async def test_browser_leaves_no_process_after_20_rollouts_at_concurrency_4(serv
 @pytest.mark.anyio
 async def test_warm_browsers_give_the_rewards_of_fresh_ones_and_leave_no_process(serve: Any, marker: str) -> None:
     names = ["click-button", "enter-text", "miniwob/click-test"]
-    both = ["--observation=both"]  # screenshots as in computer use, plus the text the scripted policy reads
+    both = ["--observation=both"]  # the policy reads the screen's text description
     tasks = [
-        task for name in ("browser", "miniwob") for task in browser_tasks(name, marker, names=names, server_args=both)
+        task
+        for taskset in ("browser", "miniwob")
+        for task in browser_tasks(taskset, marker, names=names, server_args=both)
     ]
     tasks = [task for task in tasks if task.metadata["seed"] in (0, 1)]
     results = {}
@@ -391,10 +393,9 @@ async def test_warm_browsers_give_the_rewards_of_fresh_ones_and_leave_no_process
         assert all(output["error"] is None for output in outputs)
         if reuse:
             stats = env.harness.pool.stats if env.harness.pool is not None else None
-            # One browser per concurrent rollout (verifiers runs a group's rollouts together), reused after that.
-            assert stats is not None and stats.opened == stats.peak_checked_out
+            assert stats is not None and stats.opened == stats.peak_checked_out < len(outputs)  # one per slot
             assert stats.reused == len(outputs) - stats.opened
         assert processes_with(marker) == []  # every browser closed with the environment
-    assert len(results["per_slot"]) == 2 * len(tasks)
+    assert len(tasks) >= 5 and len(results["per_slot"]) == 2 * len(tasks)
     assert results["per_slot"] == results[False]  # a warm browser's new context is as good as a new browser
     assert {completion for _, completion, _ in results[False]} == {1.0}

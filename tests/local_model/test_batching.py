@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from hud_vf_gym.local_model.batching import BatchingGenerator, DecodeRequest, DecodeResult, decode
+from hud_vf_gym.local_model.prefix_cache import PrefixCache
 
 torch = pytest.importorskip("torch", reason="the local model needs: pip install -e '.[local]'")
 transformers = pytest.importorskip("transformers", reason="the local model needs: pip install -e '.[local]'")
@@ -136,3 +137,36 @@ def test_serial_generator_decodes_one_at_a_time_and_reports_errors(model: Any) -
         generator.close()
     with pytest.raises(RuntimeError, match="closed"):
         generator.submit(DecodeRequest(PROMPTS[1], 2))
+
+
+def run_cached(model: Any, requests: Sequence[DecodeRequest], cache: PrefixCache) -> list[DecodeResult]:
+    with torch.inference_mode():
+        return decode(model, requests, pad_token_id=PAD, eos_token_ids=[EOS], text_of=text_of, prefix_cache=cache)
+
+
+LONG = tuple(range(2, 40))  # longer than the cache's minimum shared prefix
+
+
+def test_next_turns_read_from_the_cache_and_reply_as_a_full_read_does(model: Any) -> None:
+    cache = PrefixCache(max_tokens=10_000)
+    first_turns = [DecodeRequest(LONG, max_new_tokens=5), DecodeRequest(LONG[:30] + (7, 7), max_new_tokens=4)]
+    assert run_cached(model, first_turns, cache) == run(model, first_turns)
+    assert len(cache) == 2 and cache.hits == 0
+    replies = run(model, first_turns)
+    # each conversation's next turn: its prompt, the reply, then new tokens; plus a conversation the cache never saw
+    next_turns = [
+        DecodeRequest(LONG + replies[0].token_ids + (50, 51, 52), max_new_tokens=6),
+        DecodeRequest(LONG[:30] + (7, 7) + replies[1].token_ids[:2] + (60,), max_new_tokens=6, temperature=1.0, seed=4),
+        DecodeRequest((9, 8, 7, 6), max_new_tokens=6),
+    ]
+    assert run_cached(model, next_turns, cache) == run(model, next_turns)
+    assert cache.hits == 2  # the third prompt shares nothing with any entry
+    assert cache.reused_tokens >= len(LONG) + 30
+
+
+def test_the_cache_keeps_at_most_its_token_budget(model: Any) -> None:
+    cache = PrefixCache(max_tokens=100)
+    for start in range(4):
+        prompt = tuple(range(start * 3 + 2, start * 3 + 42))  # 40 tokens each, all different
+        run_cached(model, [DecodeRequest(prompt, max_new_tokens=3)], cache)
+    assert len(cache) == 2  # 4 entries of ~42 tokens: only the newest two fit in 100

@@ -215,7 +215,9 @@ async def _local_client(options: EvalOptions, log: Log) -> tuple[Any, str, dict[
 
     folder = await asyncio.to_thread(resolve_model_folder, options.model_path, on_convert=converting)
     log(f"loading {folder}")
-    model = await asyncio.to_thread(load_local_model, folder, max_batch_size=options.max_batch_size)
+    model = await asyncio.to_thread(
+        load_local_model, folder, max_batch_size=options.max_batch_size, cache_tokens=options.cache_tokens
+    )
     return local_openai_client(model), model.name, {"kind": "local", "folder": str(folder), "model": model.name}
 
 

@@ -83,6 +83,13 @@ class EvalOptions:
         default=16,
         metadata={"help": "In-process model only: concurrent requests decoded together (1: one reply at a time)."},
     )
+    cache_tokens: int = field(
+        default=16384,
+        metadata={
+            "help": "In-process model only: tokens of earlier turns kept as a key/value cache, so each turn reads "
+            "only its new tokens (0: none)."
+        },
+    )
 
     # Results
     output: str | None = field(default=None, metadata={"help": "Results folder (default: ./results/<date>-<time>)."})
@@ -119,6 +126,8 @@ class EvalOptions:
             for flag, value in at_least_one.items()
             if value is not None and value < 1
         ]
+        if self.cache_tokens < 0:
+            problems.append(f"--cache-tokens must be 0 (no cache) or more, got {self.cache_tokens}")
         if self.temperature < 0:
             problems.append(f"--temperature must be 0 (greedy) or more, got {self.temperature}")
         return problems

@@ -92,7 +92,7 @@ async def _run_eval(options: EvalOptions, log: Log) -> EvalReport:
     if options.base_url is not None and not options.dry_run:
         _endpoint_key(options)  # a missing key is reported before anything is written
     if options.dry_run:
-        return await _dry_run(env, skipped_rows, folder.path, options.concurrency, log)
+        return await _dry_run(env, skipped_rows, folder.path, options, log)
     for problem in skipped_rows:
         log(f"skipped an invalid taskset row: {problem}")
     pairs = _plan(env, options.rollouts_per_task)
@@ -294,13 +294,15 @@ def _failed_row(pair: _Pair, exc: BaseException) -> dict[str, Any]:
 # -- dry run --------------------------------------------------------------------------------------------------------
 
 
-async def _dry_run(env: HUDGym, skipped_rows: tuple[str, ...], output: Path, concurrency: int, log: Log) -> EvalReport:
+async def _dry_run(
+    env: HUDGym, skipped_rows: tuple[str, ...], output: Path, options: EvalOptions, log: Log
+) -> EvalReport:
     """Check every task's server and tools; the exit status is non-zero when any task is broken."""
     try:
-        checks = await check_tasks(env.harness, env.tasks, concurrency=concurrency)
+        checks = await check_tasks(env.harness, env.tasks, concurrency=options.concurrency)
     finally:
         await env.harness.close_all()
-    table = render_checks(checks, skipped_rows)
+    table = render_checks(checks, skipped_rows, config=options.config, taskset=options.taskset)
     broken = any(not check.ok for check in checks) or bool(skipped_rows)
     summary = {
         "dry_run": [{"task_id": c.task_id, "tools": list(c.tools), "problems": list(c.problems)} for c in checks]

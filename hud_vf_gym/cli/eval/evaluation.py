@@ -9,6 +9,8 @@ The run, in order:
    OpenAI-compatible `--base-url`; both reach the rollout loop as a verifiers client.
 5. Run the pending pairs with verifiers' `run_rollout`, `--concurrency` at a time, appending each finished rollout
    to `results.jsonl` at once (`hud_vf_gym.cli.eval.results`), so a killed run loses only the rollouts in flight.
+   Progress (per rollout: turn, last action, running reward; overall: finished, tokens/s, ETA) is drawn live on a
+   terminal and written as lines elsewhere (`hud_vf_gym.cli.eval.progress`).
 6. Summarise every row in the folder, resumed ones included (`hud_vf_gym.cli.eval.summary`), and write the summary.
 """
 
@@ -26,8 +28,9 @@ from typing import Any
 
 from hud_vf_gym.cli.eval.dry_run import check_tasks, render_checks
 from hud_vf_gym.cli.eval.options import EvalOptions, is_local_url
+from hud_vf_gym.cli.eval.progress import CURRENT_ROLLOUT, REFRESH_S, Progress, open_progress, turn_listener
 from hud_vf_gym.cli.eval.results import ResultsFolder, pair_key
-from hud_vf_gym.cli.eval.summary import render_table, summarize
+from hud_vf_gym.cli.eval.summary import render_table, summarize, turns_of
 from hud_vf_gym.config import load_config
 from hud_vf_gym.env import SUMMARY_KEY, HUDGym
 from hud_vf_gym.errors import ConfigError, DependencyNotInstalled, TaskError
@@ -101,8 +104,9 @@ async def _run_eval(options: EvalOptions, log: Log) -> EvalReport:
         folder.write_run({"options": options.to_json(), "planned_rollouts": len(pairs)})
     log(f"results: {folder.path} ({len(pairs) - len(pending)} of {len(pairs)} rollouts already finished)")
     if pending:
-        async with _open_model(options, log) as endpoint:
-            await _run_pairs(env, endpoint, pending, folder, options, total=len(pairs))
+        progress = open_progress(len(pairs), len(pairs) - len(pending), options.max_turns)
+        async with _open_model(options, log, on_tokens=progress.tokens) as endpoint:
+            await _run_pairs(env, endpoint, pending, folder, options, progress)
     summary = summarize(folder.read_rows(), planned=len(pairs))
     table = render_table(summary)
     folder.write_summary(summary, table)
@@ -166,10 +170,10 @@ def _pending_pairs(folder: ResultsFolder, pairs: list[_Pair], *, resuming: bool)
 
 
 @contextlib.asynccontextmanager
-async def _open_model(options: EvalOptions, log: Log) -> AsyncIterator[_Endpoint]:
-    """The verifiers client for the options' model; its HTTP client is closed afterwards."""
-    import verifiers as vf
-
+async def _open_model(
+    options: EvalOptions, log: Log, *, on_tokens: Callable[[int], None] | None = None
+) -> AsyncIterator[_Endpoint]:
+    """The verifiers client for the options' model (reporting completion tokens to `on_tokens`); closed afterwards."""
     if options.base_url is not None:
         openai_client = _endpoint_client(options)
         name = str(options.model)
@@ -177,9 +181,24 @@ async def _open_model(options: EvalOptions, log: Log) -> AsyncIterator[_Endpoint
     else:
         openai_client, name, description = await _local_client(options, log)
     try:
-        yield _Endpoint(vf.OpenAIChatCompletionsClient(openai_client), name, description)
+        yield _Endpoint(_counting_client(openai_client, on_tokens or (lambda count: None)), name, description)
     finally:
         await openai_client.close()
+
+
+def _counting_client(openai_client: Any, on_tokens: Callable[[int], None]) -> Any:
+    """Verifiers' chat-completions client, reporting each response's completion tokens (for tokens/s)."""
+    import verifiers as vf
+
+    class CountingClient(vf.OpenAIChatCompletionsClient):  # type: ignore[misc]  # verifiers ships no types
+        async def get_response(self, *args: Any, **kwargs: Any) -> Any:
+            response = await super().get_response(*args, **kwargs)
+            usage = getattr(response, "usage", None)
+            if usage is not None:
+                on_tokens(int(usage.completion_tokens or 0))
+            return response
+
+    return CountingClient(openai_client)
 
 
 def _endpoint_key(options: EvalOptions) -> str:
@@ -224,31 +243,48 @@ async def _local_client(options: EvalOptions, log: Log) -> tuple[Any, str, dict[
 
 
 async def _run_pairs(
-    env: HUDGym, endpoint: _Endpoint, pairs: list[_Pair], folder: ResultsFolder, options: EvalOptions, *, total: int
+    env: HUDGym,
+    endpoint: _Endpoint,
+    pairs: list[_Pair],
+    folder: ResultsFolder,
+    options: EvalOptions,
+    progress: Progress,
 ) -> None:
-    """Run the pairs `--concurrency` at a time, appending each result as it finishes, with a progress bar."""
-    from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
-
+    """Run the pairs `--concurrency` at a time, appending each result as it finishes, showing progress."""
     slots = asyncio.Semaphore(options.concurrency)
-    progress = tqdm(total=total, initial=total - len(pairs), desc="rollouts", unit="rollout", file=sys.stderr)
-    rewards: list[float] = []
+    listener = turn_listener(progress)
+    env.harness.turn_listeners.append(listener)
 
     async def run(pair: _Pair) -> None:
+        key = (pair.example_id, pair.rollout_index)
         async with slots:
+            progress.rollout_started(key, pair.task_id)
+            CURRENT_ROLLOUT.set(key)  # this task's own context: the turn listener finds the rollout by it
             row = await _run_pair(env, endpoint, pair, options)
         folder.append(row)
-        rewards.append(float(row.get("reward") or 0.0))
-        progress.update(1)
-        progress.set_postfix(mean_reward=f"{sum(rewards) / len(rewards):.3f}")
+        error = row.get("error")
+        progress.rollout_finished(
+            key,
+            reward=None if row.get("reward") is None else float(row["reward"]),
+            turns=turns_of(row),
+            error=str(error.get("error")) if isinstance(error, dict) else None,
+        )
 
+    async def tick() -> None:  # elapsed and ETA move on between turns too (a CPU model's turn takes seconds)
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            progress.tick()
+
+    ticker = asyncio.create_task(tick())
     tasks = [asyncio.create_task(run(pair)) for pair in pairs]
     try:
         await asyncio.gather(*tasks)
     finally:  # after a user error (or Ctrl-C): stop the other rollouts and every server they started
-        for task in tasks:
+        for task in [*tasks, ticker]:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, ticker, return_exceptions=True)
         await env.harness.close_all()
+        env.harness.turn_listeners.remove(listener)
         progress.close()
 
 

@@ -173,7 +173,7 @@ def _builtin_taskset(source: ServerSource) -> str | None:
     """The first taskset of the built-in environment SERVER runs (`python -m <its module>`), if it is one."""
     from hud_vf_gym.environments.registry import BUILTINS
 
-    modules = set()
+    modules: set[str] = set()
     for entry in (source.mcp_config or {}).values():
         args = [str(arg) for arg in entry.get("args", [])] if isinstance(entry, Mapping) else []
         modules.update(args[index + 1] for index, arg in enumerate(args[:-1]) if arg == "-m")

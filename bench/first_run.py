@@ -3,7 +3,8 @@
 Runs `hud-vf-gym eval` (the embedded SmolLM2 on 5 built-in 2048 tasks, 1 rollout, 10 turns) in a child process,
 exactly as the README's command 1 ends, and prints:
 
-- wall time;
+- wall time, and CPU time (user + system, the command and every child it waited for: its 2048 servers): on a
+  shared machine the wall time depends on the other jobs, the CPU time much less;
 - peak RSS of the `hud-vf-gym` process (the kernel's `ru_maxrss`, what `/usr/bin/time -v` reports) and the peak
   of the whole process tree (the command plus its 2048 servers, sampled every 0.1 s);
 - the overall reward and components from the run's `summary.json`;
@@ -45,6 +46,7 @@ class Measurement:
     """One run of the command: times, memory, its log lines and the rewards it wrote."""
 
     wall_s: float
+    cpu_s: float
     main_peak_mib: float
     tree_peak_mib: float
     returncode: int
@@ -104,6 +106,7 @@ def measure(arguments: list[str], environment: dict[str, str], cwd: Path) -> Mea
     reader.join(timeout=5)
     return Measurement(
         wall_s=wall,
+        cpu_s=usage.ru_utime + usage.ru_stime,
         main_peak_mib=usage.ru_maxrss * 1024 / MIB,  # Linux reports kilobytes
         tree_peak_mib=max(sampler.peak, usage.ru_maxrss * 1024) / MIB,
         returncode=process.returncode,
@@ -128,7 +131,8 @@ def print_row(label: str, result: Measurement) -> None:
     found = summary.get("components")
     components = found if isinstance(found, dict) else {}
     print(
-        f"| {label} | {result.wall_s:.0f} s ({result.wall_s / 60:.1f} min) | {result.main_peak_mib / 1024:.2f} GiB "
+        f"| {label} | {result.wall_s:.0f} s ({result.wall_s / 60:.1f} min) | {result.cpu_s:.0f} s "
+        f"| {result.main_peak_mib / 1024:.2f} GiB "
         f"| {result.tree_peak_mib / 1024:.2f} GiB | {_fmt(reward)} | {_fmt(components.get('tool_execution', '?'))} "
         f"| {_fmt(components.get('format_compliance', '?'))} | {result.returncode} |"
     )
@@ -154,13 +158,13 @@ def main() -> int:
         if args.convert_only:
             result = measure(CONVERT, environment, workdir)
             print(
-                f"conversion: {result.wall_s:.1f} s, peak RSS {result.main_peak_mib / 1024:.2f} GiB "
-                f"(exit {result.returncode})"
+                f"conversion: {result.wall_s:.1f} s wall, {result.cpu_s:.1f} s CPU, peak RSS "
+                f"{result.main_peak_mib / 1024:.2f} GiB (exit {result.returncode})"
             )
             return result.returncode
-        print("| run | wall time | peak RSS, hud-vf-gym | peak RSS, with servers | reward | tool_execution "
+        print("| run | wall time | CPU time | peak RSS, hud-vf-gym | peak RSS, with servers | reward | tool_execution "
               "| format_compliance | exit |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         status = 0
         for index in range(args.repeats):
             label = "first (converts)" if args.fresh_cache and index == 0 else "cached model"

@@ -171,6 +171,7 @@ def visible_gpus(environ: Mapping[str, str], num_gpus: int | None) -> list[str]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m hud_vf_gym.training.launch",
+        allow_abbrev=False,
         description="Print the vLLM server and trainer command lines for train/launch.sh (bash assignments).",
     )
     parser.add_argument("--model", required=True, help="HF model id or local folder, served and trained.")

@@ -53,6 +53,7 @@ def rewards_by_task(rows: list[dict[str, Any]]) -> dict[int, list[float]]:
     return {example_id: sorted(rewards) for example_id, rewards in by_task.items()}
 
 
+@pytest.mark.timeout(2 * VF_EVAL_TIMEOUT_S + 60)  # two vf-eval runs, each allowed VF_EVAL_TIMEOUT_S
 def test_vf_eval_plays_2048_in_two_env_server_workers(serve: Serve, tmp_path: Path) -> None:
     policy_server = serve(Play2048Policy(max_moves=10, look_ahead=True))
     # -w 2: two worker processes, each with its own pool of warm servers (the built-in config reuses sessions); the

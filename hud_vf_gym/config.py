@@ -30,6 +30,7 @@ __all__ = [
     "ActionMapping",
     "ArgumentSpec",
     "EnvConfig",
+    "ImagesConfig",
     "RubricWeights",
     "SessionsConfig",
     "builtin_config_names",
@@ -146,6 +147,31 @@ class SessionsConfig(_Strict):
 
 
 _UNSET: Any = object()
+
+
+class ImagesConfig(_Strict):
+    """The `images` section: how screenshots reach the model (applied in `hud_vf_gym.core.images`)."""
+
+    keep_recent: int | None = Field(
+        default=3,
+        ge=0,
+        description="Screenshots kept as images in the message history, the newest ones; each older one becomes "
+        "the text '[screenshot from turn N omitted]'. null keeps every screenshot.",
+    )
+    max_width: int | None = Field(
+        default=None,
+        gt=0,
+        description="Downscale screenshots wider than this many pixels (aspect ratio kept). The model then sees a "
+        "smaller screen: the coordinate arguments of its next action are scaled back to screen pixels.",
+    )
+    jpeg_quality: int | None = Field(
+        default=None, ge=1, le=100, description="Re-encode screenshots as JPEG at this quality (null: as sent)."
+    )
+    coordinate_arguments: list[str] = Field(
+        default_factory=lambda: ["x", "y", "path", "offset_x", "offset_y"],
+        description="MCP arguments holding screen pixels (numbers, [x, y] pairs or {x, y} points), scaled back "
+        "when max_width downscaled the screenshot the model acted on.",
+    )
 
 
 class ArgumentSpec(_Strict):
@@ -281,6 +307,7 @@ class EnvConfig(_Strict):
     rubric: RubricConfig = Field(default_factory=RubricConfig)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
     tool_error_pattern: str = Field(
         default=r"^\s*ERROR:",
         description="A tool result whose text matches this regex counts as a failed call, even without isError.",

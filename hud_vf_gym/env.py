@@ -16,6 +16,7 @@ from verifiers import SystemMessage, UserMessage  # bound once: every `vf.X` acc
 from hud_vf_gym.config import EnvConfig, load_config
 from hud_vf_gym.core.actions import ActionMapper
 from hud_vf_gym.core.harness import Harness, Observation, TaskEpisode
+from hud_vf_gym.core.images import cap_screenshots
 from hud_vf_gym.core.parser import message_text
 from hud_vf_gym.core.record import STATE_KEY
 from hud_vf_gym.core.rubric import HUDRubric
@@ -112,6 +113,11 @@ class HUDGym(vf.MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type 
         return state
 
     # -- each turn ------------------------------------------------------------------------------------------------
+
+    async def get_prompt_messages(self, state: vf.State) -> vf.Messages:
+        """The next request's messages, with only the newest `images.keep_recent` screenshots kept as images."""
+        messages = await super().get_prompt_messages(state)
+        return cap_screenshots(messages, self.config.images.keep_recent)
 
     async def add_model_response(self, state: vf.State, prompt_messages: vf.Messages, response: Any) -> None:
         """Record the model's message, then parse it once; every later reader uses this parse."""

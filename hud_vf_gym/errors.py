@@ -8,11 +8,13 @@ HUDGymError
 ├── DependencyNotInstalled   an optional extra is missing; the message has the pip command
 ├── ModelLoadError           the embedded or local model could not be loaded (a bad folder, a broken file)
 ├── HubPushError             a dataset could not be pushed to the Hugging Face hub
-└── MCPServerError           an MCP server failed (infrastructure; also a verifiers InfraError)
-    ├── ServerStartError     the server could not be started, reached, or initialised in time
-    ├── ServerTimeoutError   a tool call (or tools/list) ran past its timeout
-    ├── ServerConnectionError  the server died or the connection dropped mid-rollout
-    └── TaskSetupError       the task's setup tool answered with an error (the episode cannot start)
+├── NotAllowedError          a training-service request asks for a command or variable the operator did not allow
+├── MCPServerError           an MCP server failed (infrastructure; also a verifiers InfraError)
+│   ├── ServerStartError     the server could not be started, reached, or initialised in time
+│   ├── ServerTimeoutError   a tool call (or tools/list) ran past its timeout
+│   ├── ServerConnectionError  the server died or the connection dropped mid-rollout
+│   └── TaskSetupError       the task's setup tool answered with an error (the episode cannot start)
+└── InferenceError           the model endpoint a rollout samples from failed (infrastructure; a verifiers InfraError)
 TransformError (ValueError)  a transform refused at load or failed on a value; the config or the model sees it
 ```
 
@@ -31,8 +33,10 @@ __all__ = [
     "DependencyNotInstalled",
     "HUDGymError",
     "HubPushError",
+    "InferenceError",
     "MCPServerError",
     "ModelLoadError",
+    "NotAllowedError",
     "ServerConnectionError",
     "ServerStartError",
     "ServerTimeoutError",
@@ -79,6 +83,10 @@ class HubPushError(HUDGymError):
     """Raised when the dataset cannot be pushed to the Hugging Face hub (offline, refused, or no token)."""
 
 
+class NotAllowedError(HUDGymError):
+    """Raised when a request to the training service names a command or variable its operator has not allowed."""
+
+
 class MCPServerError(HUDGymError, vf.InfraError):  # type: ignore[misc]  # verifiers ships no types
     """Raised when an MCP server fails for reasons the model did not cause (infrastructure)."""
 
@@ -97,6 +105,10 @@ class ServerConnectionError(MCPServerError):
 
 class TaskSetupError(MCPServerError):
     """Raised when a task's setup call answers with an error, so the episode cannot start as the task intends."""
+
+
+class InferenceError(HUDGymError, vf.InfraError):  # type: ignore[misc]  # verifiers ships no types
+    """Raised when the model endpoint a rollout samples from fails (unreachable, timed out, a server error)."""
 
 
 class TransformError(ValueError):

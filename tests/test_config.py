@@ -212,8 +212,8 @@ def _delete(key: str) -> Callable[[dict[str, Any]], None]:
 
 TRANSFORM_NAMES = "bool, float, int, list, lower, seconds_to_ms, split_comma, split_plus, str, strip, upper"
 TOP_LEVEL_KEYS = (
-    "action_mappings, defaults, job, logging, parser, passthrough_tools, rubric, sessions, system_prompt, timeouts, "
-    "tool_error_pattern"
+    "action_mappings, defaults, images, job, logging, parser, passthrough_tools, rubric, sessions, system_prompt, "
+    "timeouts, tool_error_pattern"
 )
 BAD_CONFIGS = [
     pytest.param(

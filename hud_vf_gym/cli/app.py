@@ -4,6 +4,8 @@
 hud-vf-gym eval [--taskset 2048] [--config 2048] [--num-tasks 5] [--base-url URL --model NAME] ...
 hud-vf-gym init SERVER [-o configs/NAME.yaml]
 hud-vf-gym dataset TASKS --name NAME [--push]
+hud-vf-gym train [--gpus 8xH100 --provider prime] [--plan] ...
+hud-vf-gym serve [--host 127.0.0.1] [--port 8000] [--state-dir .hud-vf-gym]
 ```
 
 Adding a subcommand: write a module that defines `COMMAND = Command(...)` (see `hud_vf_gym.cli.command`) and add
@@ -35,6 +37,9 @@ COMMAND_MODULES = (
     "hud_vf_gym.cli.eval.command",
     "hud_vf_gym.cli.init.options",
     "hud_vf_gym.cli.dataset.options",
+    "hud_vf_gym.cli.train.command",
+    "hud_vf_gym.cli.serve",
+    "hud_vf_gym.integrations.art.command",
 )
 
 

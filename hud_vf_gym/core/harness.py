@@ -16,6 +16,7 @@ Model mistakes never raise: they become the turn's outcome and an observation. I
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from hud_vf_gym.config import LIFECYCLE_TOOLS, EnvConfig
 from hud_vf_gym.core.actions import ActionError, ActionErrorKind, ActionMapper
 from hud_vf_gym.core.grade import extract_grade, is_failed_tool_result
+from hud_vf_gym.core.images import ScreenshotEncoder, scale_coordinates
 from hud_vf_gym.core.parser import ToolXMLParser
 from hud_vf_gym.core.record import EpisodeRecord, TurnOutcome, TurnRecord
 from hud_vf_gym.environments import SETUP_RESETS_STATE_META
@@ -199,6 +201,8 @@ class TaskEpisode:
         self.record = EpisodeRecord(task_id=task.id)
         self.session: MCPSession | None = None
         self.blocked_tools = LIFECYCLE_TOOLS | {call.name for call in (*task.setup_calls, *task.evaluate_calls)}
+        # The screenshots the model sees (resized, re-encoded) and the scale its next action's coordinates are in.
+        self.screenshots = ScreenshotEncoder(harness.config.images)
         # Set when an error (or a cancellation) escapes any phase: the session is then never reused.
         self._failed = False
 
@@ -216,7 +220,7 @@ class TaskEpisode:
             self.record.setup_seconds = time.perf_counter() - started
         results = self.record.setup_results
         text = "\n\n".join(result.text for result in results if result.text)
-        return Observation(text, tuple(image for result in results for image in result.images))
+        return Observation(text, self.screenshots.encode([image for result in results for image in result.images]))
 
     async def _run_setup(self, session: MCPSession) -> list[ToolResult]:
         results = []
@@ -246,7 +250,8 @@ class TaskEpisode:
             self.record.env_seconds += turn.env_seconds
         for listener in self.harness.turn_listeners:
             listener(self, turn)
-        return observe(turn)
+        observation = observe(turn)
+        return Observation(observation.text, self.screenshots.encode(observation.images))
 
     async def step(self, text: str) -> tuple[TurnRecord, Observation]:
         """Record and act on one model message (what a Gymnasium `step` does)."""
@@ -261,6 +266,11 @@ class TaskEpisode:
         if isinstance(mapped, ActionError):
             turn.action_error, turn.outcome = mapped, TurnOutcome.ACTION_ERROR
             return
+        if mapped.tool_call is not None and self.screenshots.scale != 1.0:  # model pixels -> screen pixels
+            arguments = scale_coordinates(
+                mapped.tool_call.arguments, self.harness.config.images.coordinate_arguments, self.screenshots.scale
+            )
+            mapped = dataclasses.replace(mapped, tool_call=ToolCall(mapped.tool_call.name, arguments))
         turn.action = mapped
         if mapped.tool_call is not None:
             result = await self._call_tool(mapped.tool_call)

@@ -202,6 +202,15 @@ class HUDRollout:
         self._chat: ChatFormat | None = None
         self._loop: EventLoopThread | None = None
 
+    @property
+    def generator(self) -> Generator | None:
+        """The generation backend (None until the first call picks the trainer's, unless one was given)."""
+        return self._generator
+
+    @generator.setter
+    def generator(self, generator: Generator) -> None:
+        self._generator = generator
+
     # -- the call TRL makes ------------------------------------------------------------------------------------------
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:

@@ -27,12 +27,12 @@ def test_cli_help_lists_every_eval_option_with_its_help(capsys: pytest.CaptureFi
 
 
 def test_cli_subcommands_are_a_registry() -> None:
-    assert list(commands()) == ["eval", "init", "dataset"]
-    assert len(COMMAND_MODULES) == 3
+    assert list(commands()) == ["eval", "init", "dataset", "train", "serve", "export-art"]
+    assert len(COMMAND_MODULES) == 6
     assert make_parser().prog == "hud-vf-gym"
 
 
-@pytest.mark.parametrize("command", ["init", "dataset"], ids=["init", "dataset"])
+@pytest.mark.parametrize("command", ["init", "dataset", "train", "serve", "export-art"])
 def test_cli_module_subcommands_have_help_with_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -105,7 +105,10 @@ def test_cli_unknown_flag_gets_the_subcommands_usage_and_a_suggestion(
 
 def test_cli_unknown_subcommand_suggests_the_closest(capsys: pytest.CaptureFixture[str]) -> None:
     printed = usage_error(["evl", "--num-tasks", "1"], capsys)
-    message = "argument COMMAND: invalid choice: 'evl' (choose from eval, init, dataset); did you mean eval?"
+    message = (
+        "argument COMMAND: invalid choice: 'evl' (choose from eval, init, dataset, train, serve, export-art); "
+        "did you mean eval?"
+    )
     assert printed == f"usage: hud-vf-gym [-h] COMMAND ...\nhud-vf-gym: error: {message}\n"
 
 
@@ -133,7 +136,7 @@ def test_cli_missing_taskset_names_only_real_options(capsys: pytest.CaptureFixtu
 HEAVY_MODULES = ("verifiers", "pydantic", "yaml", "datasets", "torch", "transformers", "mcp", "openai", "numpy")
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["eval", "--help"], ["init", "--help"], ["dataset", "--help"]], ids=str)
+@pytest.mark.parametrize("argv", [["--help"], ["eval", "--help"], ["init", "--help"], ["train", "--help"]], ids=str)
 def test_cli_help_imports_nothing_heavy(argv: list[str]) -> None:
     # a fresh interpreter: this test process has imported everything already. `--help` is timed by bench/cli_help.py
     script = (

@@ -67,7 +67,8 @@ def test_eval_endpoint_run_writes_results_summary_and_table(
         "2",
     ]
     assert main([*argv, "--max-turns", "8", "--output", str(output)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "| 2048_3x3_target_16 | 2 |" in printed and "| **overall** | 4 |" in printed
     assert "success = grade done, or task_completion >= 1.0" in printed
 
@@ -91,6 +92,10 @@ def test_eval_endpoint_run_writes_results_summary_and_table(
     assert (output / "summary.md").read_text().strip() in printed
     run = json.loads((output / "run.json").read_text())
     assert run["options"]["base_url"] == server.base_url and run["planned_rollouts"] == 4
+    # the progress bar counted every model reply as it came, not only the finished rollouts
+    total_turns = sum(len(row["hud_episode"]["turns"]) for row in rows)
+    assert f"turns={total_turns}," in captured.err and "tok/s=" in captured.err
+    assert "turns=1," in captured.err  # shown from the first reply on, before any rollout had finished
 
 
 def image_config(path: Path) -> Path:

@@ -28,7 +28,14 @@ from typing import Any
 
 from hud_vf_gym.cli.eval.dry_run import check_tasks, render_checks
 from hud_vf_gym.cli.eval.options import EvalOptions, is_local_url
-from hud_vf_gym.cli.eval.progress import CURRENT_ROLLOUT, REFRESH_S, Progress, open_progress, turn_listener
+from hud_vf_gym.cli.eval.progress import (
+    CURRENT_ROLLOUT,
+    REFRESH_S,
+    CountingClient,
+    Progress,
+    open_progress,
+    turn_listener,
+)
 from hud_vf_gym.cli.eval.results import ResultsFolder, pair_key
 from hud_vf_gym.cli.eval.summary import render_table, summarize, turns_of
 from hud_vf_gym.config import load_config
@@ -54,9 +61,9 @@ class EvalReport:
 
 @dataclass(frozen=True, slots=True)
 class _Endpoint:
-    """The model as the rollout loop sees it: a verifiers client and the model name to send."""
+    """The model as the rollout loop sees it: an OpenAI client and the model name to send."""
 
-    client: Any  # vf.Client
+    openai_client: Any  # openai.AsyncOpenAI; wrapped in a verifiers client (CountingClient) for the run
     name: str
     description: dict[str, Any]
 
@@ -104,8 +111,8 @@ async def _run_eval(options: EvalOptions, log: Log) -> EvalReport:
         folder.write_run({"options": options.to_json(), "planned_rollouts": len(pairs)})
     log(f"results: {folder.path} ({len(pairs) - len(pending)} of {len(pairs)} rollouts already finished)")
     if pending:
-        progress = open_progress(len(pairs), len(pairs) - len(pending), options.max_turns)
-        async with _open_model(options, log, on_tokens=progress.tokens) as endpoint:
+        async with _open_model(options, log) as endpoint:
+            progress = open_progress(len(pairs), len(pairs) - len(pending), options.max_turns)
             await _run_pairs(env, endpoint, pending, folder, options, progress)
     summary = summarize(folder.read_rows(), planned=len(pairs))
     table = render_table(summary)
@@ -170,10 +177,8 @@ def _pending_pairs(folder: ResultsFolder, pairs: list[_Pair], *, resuming: bool)
 
 
 @contextlib.asynccontextmanager
-async def _open_model(
-    options: EvalOptions, log: Log, *, on_tokens: Callable[[int], None] | None = None
-) -> AsyncIterator[_Endpoint]:
-    """The verifiers client for the options' model (reporting completion tokens to `on_tokens`); closed afterwards."""
+async def _open_model(options: EvalOptions, log: Log) -> AsyncIterator[_Endpoint]:
+    """The OpenAI client for the options' model; it is closed afterwards."""
     if options.base_url is not None:
         openai_client = _endpoint_client(options)
         name = str(options.model)
@@ -181,24 +186,9 @@ async def _open_model(
     else:
         openai_client, name, description = await _local_client(options, log)
     try:
-        yield _Endpoint(_counting_client(openai_client, on_tokens or (lambda count: None)), name, description)
+        yield _Endpoint(openai_client, name, description)
     finally:
         await openai_client.close()
-
-
-def _counting_client(openai_client: Any, on_tokens: Callable[[int], None]) -> Any:
-    """Verifiers' chat-completions client, reporting each response's completion tokens (for tokens/s)."""
-    import verifiers as vf
-
-    class CountingClient(vf.OpenAIChatCompletionsClient):  # type: ignore[misc]  # verifiers ships no types
-        async def get_response(self, *args: Any, **kwargs: Any) -> Any:
-            response = await super().get_response(*args, **kwargs)
-            usage = getattr(response, "usage", None)
-            if usage is not None:
-                on_tokens(int(usage.completion_tokens or 0))
-            return response
-
-    return CountingClient(openai_client)
 
 
 def _endpoint_key(options: EvalOptions) -> str:
@@ -235,7 +225,7 @@ async def _local_client(options: EvalOptions, log: Log) -> tuple[Any, str, dict[
 
     folder = await asyncio.to_thread(resolve_model_folder, options.model_path, on_convert=converting)
     log(f"loading {folder}")
-    model = await asyncio.to_thread(load_local_model, folder)
+    model = await asyncio.to_thread(load_local_model, folder, max_batch_size=options.max_batch_size)
     return local_openai_client(model), model.name, {"kind": "local", "folder": str(folder), "model": model.name}
 
 
@@ -250,8 +240,13 @@ async def _run_pairs(
     options: EvalOptions,
     progress: Progress,
 ) -> None:
-    """Run the pairs `--concurrency` at a time, appending each result as it finishes, showing progress."""
+    """Run the pairs `--concurrency` at a time, appending each result as it finishes, showing progress.
+
+    Progress hears of each rollout's start and end here, of each acted-on turn from the harness (a turn listener)
+    and of each reply's completion tokens from the client (`CountingClient`).
+    """
     slots = asyncio.Semaphore(options.concurrency)
+    client = CountingClient(endpoint.openai_client, progress.tokens)
     listener = turn_listener(progress)
     env.harness.turn_listeners.append(listener)
 
@@ -260,7 +255,7 @@ async def _run_pairs(
         async with slots:
             progress.rollout_started(key, pair.task_id)
             CURRENT_ROLLOUT.set(key)  # this task's own context: the turn listener finds the rollout by it
-            row = await _run_pair(env, endpoint, pair, options)
+            row = await _run_pair(env, endpoint, client, pair, options)
         folder.append(row)
         error = row.get("error")
         progress.rollout_finished(
@@ -295,12 +290,12 @@ def _sampling_args(options: EvalOptions, rollout_index: int) -> dict[str, Any]:
     return sampling
 
 
-async def _run_pair(env: HUDGym, endpoint: _Endpoint, pair: _Pair, options: EvalOptions) -> dict[str, Any]:
+async def _run_pair(env: HUDGym, endpoint: _Endpoint, client: Any, pair: _Pair, options: EvalOptions) -> dict[str, Any]:
     """One rollout, scored, as a results row; an unexpected failure becomes that row's infrastructure error."""
     try:
         output = await env.run_rollout(
             pair.rollout_input,
-            endpoint.client,
+            client,
             endpoint.name,
             _sampling_args(options, pair.rollout_index),
             max_retries=0,

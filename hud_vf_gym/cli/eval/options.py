@@ -77,6 +77,10 @@ class EvalOptions:
         default=None,
         metadata={"help": "The environment variable holding the endpoint's API key (needed unless it is local)."},
     )
+    max_batch_size: int = field(
+        default=16,
+        metadata={"help": "In-process model only: concurrent requests decoded together (1: one reply at a time)."},
+    )
 
     # Results
     output: str | None = field(default=None, metadata={"help": "Results folder (default: ./results/<date>-<time>)."})
@@ -108,6 +112,7 @@ class EvalOptions:
             "--max-turns": self.max_turns,
             "--concurrency": self.concurrency,
             "--max-tokens": self.max_tokens,
+            "--max-batch-size": self.max_batch_size,
         }
         problems = [
             f"{flag} must be at least 1, got {value}"

@@ -5,7 +5,7 @@ The run reports four events, from three places:
 - `rollout_started` / `rollout_finished`: the eval loop, around each (task, rollout) pair;
 - `turn`: the harness, after every acted-on turn (`Harness.turn_listeners`, see `turn_listener`), so a turn is
   shown the moment its tool call returns, whatever runs the rollout;
-- `tokens`: the model client, after every completion (its `usage.completion_tokens`).
+- `tokens`: the model client, after every reply (its `usage.completion_tokens`; `CountingClient`).
 
 `Progress` keeps the state (per rollout: task, turn n/max, last action, running reward; overall: finished/total,
 tokens/s, elapsed, ETA) and hands it to one of two views:
@@ -17,7 +17,7 @@ tokens/s, elapsed, ETA) and hands it to one of two views:
   codes.
 
 The ETA counts progress in turns as well as rollouts (a rollout at turn 4 of 10 is 40% done), so it exists from the
-first turn on; rollouts that end early with `done()` make it an upper bound. Nothing here imports verifiers.
+first turn on; rollouts that end early with `done()` make it an upper bound.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+import verifiers as vf
 
 if TYPE_CHECKING:
     from hud_vf_gym.core.harness import TaskEpisode
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CURRENT_ROLLOUT",
+    "CountingClient",
     "LineView",
     "LiveView",
     "Progress",
@@ -382,3 +385,19 @@ def turn_listener(progress: Progress) -> Callable[[TaskEpisode, TurnRecord], Non
         progress.turn(key, turn.index + 1, describe_turn(turn), reward)
 
     return on_turn
+
+
+class CountingClient(vf.OpenAIChatCompletionsClient):  # type: ignore[misc]  # verifiers ships no type information
+    """verifiers' OpenAI chat client that reports each reply's completion tokens (for tokens/s)."""
+
+    def __init__(self, client: Any, on_tokens: Callable[[int], None]) -> None:
+        """Wrap an `AsyncOpenAI` client; `on_tokens` gets each reply's completion token count."""
+        super().__init__(client)
+        self.on_tokens = on_tokens
+
+    async def get_response(self, *args: Any, **kwargs: Any) -> Any:
+        """Ask the model as the plain client does, then count the reply."""
+        response = await super().get_response(*args, **kwargs)
+        usage = getattr(response, "usage", None)
+        self.on_tokens(int(getattr(usage, "completion_tokens", 0) or 0))
+        return response

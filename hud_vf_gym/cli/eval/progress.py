@@ -108,9 +108,6 @@ class View(Protocol):
         `force`: a change that must be shown even right after the previous one (a finished rollout).
         """
 
-    def message(self, text: str) -> None:
-        """Show a log message without breaking the display."""
-
     def close(self, progress: Progress) -> None:
         """Leave the final state on screen."""
 
@@ -183,10 +180,6 @@ class Progress:
         """Let the clock-driven parts (elapsed, ETA) move on."""
         if self.started is not None:
             self.view.update(self, "")
-
-    def message(self, text: str) -> None:
-        """A log message, shown without breaking the display."""
-        self.view.message(text)
 
     def close(self) -> None:
         """Show the final state (nothing when no rollout started)."""
@@ -278,11 +271,6 @@ class LineView:
             self.stream.write(f"{event} | {progress.summary_line()}\n")
             self.stream.flush()
 
-    def message(self, text: str) -> None:
-        """Write the message as a line."""
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
     def close(self, progress: Progress) -> None:
         """Write the overall line once more."""
         self.stream.write(progress.summary_line() + "\n")
@@ -341,12 +329,6 @@ class LiveView:
             return
         self._draw(self.frame(progress))
         self._last_draw = now
-
-    def message(self, text: str) -> None:
-        """Print the message above the frame; the next update draws the frame below it."""
-        self._erase()
-        self.stream.write(text + "\n")
-        self.stream.flush()
 
     def close(self, progress: Progress) -> None:
         """Draw the final frame and leave it there."""

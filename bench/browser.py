@@ -192,7 +192,7 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
 
 def make_parser() -> argparse.ArgumentParser:
     """Build the command-line parser."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None, allow_abbrev=False)
     parser.add_argument("--calls", type=int, default=20, help="Timed calls per action (default 20).")
     parser.add_argument("--rollouts", type=int, default=8, help="Rollouts per concurrency level (default 8).")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4], help="Concurrency levels (1 4).")

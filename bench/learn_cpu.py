@@ -44,7 +44,7 @@ HELD_OUT_TASKS = ("2048_3x3_target_256", "2048_target_16", "2048_target_32", "20
 
 def parse_args() -> argparse.Namespace:
     """The bench's options (defaults sized for about 10-15 minutes on 2 idle cores)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--steps", type=int, default=12, help="GRPO optimizer steps.")
     parser.add_argument("--num-generations", type=int, default=4, help="Rollouts per task in a GRPO group.")
     parser.add_argument("--batch", type=int, default=4, help="Rollouts per step (a multiple of --num-generations).")

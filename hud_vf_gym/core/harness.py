@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from hud_vf_gym.config import LIFECYCLE_TOOLS, EnvConfig
@@ -35,10 +35,17 @@ from hud_vf_gym.runtime.session import MCPSession
 from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.types import Grade, ImageData, ToolCall, ToolResult
 
-__all__ = ["Harness", "Observation", "TaskEpisode"]
+__all__ = ["Harness", "Observation", "TaskEpisode", "TurnListener"]
 
 DONE_MESSAGE = "Episode finished; evaluating."
 MULTIPLE_TOOLS_NOTE = "Note: only the first <tool> call of a turn is executed."
+
+
+TurnListener = Callable[["TaskEpisode", TurnRecord], None]
+"""Called after every acted-on turn with the episode and the turn (outcome set); for progress displays and counters.
+
+It runs inside the rollout, so it must be quick and must not raise.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +86,8 @@ class Harness:
         if config.sessions.reuse:
             self.pool = SessionPool(config.sessions, timeouts=self.config.timeouts, environ=environ)
         self._single_use: set[MCPSession] = set()  # `reuse: auto` sessions whose setup does not declare a reset
+        self.turn_listeners: list[TurnListener] = []
+        """Called after every acted-on turn of every episode (see `TurnListener`)."""
 
     def episode(self, task: Task) -> TaskEpisode:
         """A new, not yet started episode of `task`."""
@@ -239,6 +248,8 @@ class TaskEpisode:
         finally:
             turn.env_seconds = time.perf_counter() - started
             self.record.env_seconds += turn.env_seconds
+        for listener in self.harness.turn_listeners:
+            listener(self, turn)
         observation = observe(turn)
         return Observation(observation.text, self.screenshots.encode(observation.images))
 

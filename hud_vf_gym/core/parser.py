@@ -15,6 +15,7 @@ because small models often drop the quotes. Parsing never raises: a turn that ca
 from __future__ import annotations
 
 import ast
+import logging
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -207,6 +208,32 @@ def _describe(node: ast.expr) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+class _InapplicableThinkWarning(logging.Filter):
+    """Drops verifiers' XMLParser warning about a 'think' field, and nothing else, on this parser's own logger.
+
+    verifiers warns whenever an XMLParser declares `think`, because *its* `parse` fails on a model that leaves the
+    tags out or whose chat template strips them. This parser reads turns with its own tolerant `parse_turn`: a
+    missing or unclosed `<think>` is scored by format_compliance, never a parsing failure, so the warning does
+    not apply. Every other record of the logger passes, and other XMLParsers still warn.
+    """
+
+    PREFIX = "You have included the 'think' field in the XMLParser"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record except the inapplicable warning."""
+        return not record.getMessage().startswith(self.PREFIX)
+
+
+_THINK_WARNING_FILTER = _InapplicableThinkWarning()
+
+
+def _quiet_think_warning(parser_class: type) -> None:
+    """Attach the filter to the logger verifiers' `Parser.__init__` names after the class (once per class)."""
+    logger = logging.getLogger(f"{vf.Parser.__module__}.{parser_class.__name__}")
+    if _THINK_WARNING_FILTER not in logger.filters:
+        logger.addFilter(_THINK_WARNING_FILTER)
+
+
 @dataclass(frozen=True, slots=True)
 class _Tags:
     """Where the think and tool blocks sit in a message (character offsets)."""
@@ -229,6 +256,7 @@ class ToolXMLParser(vf.XMLParser):  # type: ignore[misc]  # verifiers ships no t
     def __init__(self, use_thinking: bool = True) -> None:
         """Set up the fields `think` (when thinking) and `tool`; `tool` is the answer field."""
         fields = ["think", "tool"] if use_thinking else ["tool"]
+        _quiet_think_warning(type(self))  # before super().__init__, which logs it
         super().__init__(fields=fields, answer_field="tool")
         self.use_thinking = use_thinking
         # RL policies repeat themselves (`<tool>left()</tool>` thousands of times), and parsing is the largest part

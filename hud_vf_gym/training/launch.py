@@ -37,10 +37,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from hud_vf_gym.errors import ConfigError
+from hud_vf_gym.training.names import ACCELERATE_CONFIGS
 
 __all__ = ["ACCELERATE_CONFIGS", "LaunchPlan", "main", "plan_launch", "visible_gpus"]
 
-ACCELERATE_CONFIGS = ("single_gpu", "zero2", "zero3")  # files in configs/accelerate/
 DEFAULT_TRAIN_CONFIG = "configs/train/2048-gpu.yaml"
 DEFAULT_SCRIPT = "train/grpo.py"
 DEFAULT_HOST = "127.0.0.1"  # single node: the server is reached only from this machine
@@ -216,6 +216,7 @@ def visible_gpus(environ: Mapping[str, str], num_gpus: int | None) -> list[str]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m hud_vf_gym.training.launch",
+        allow_abbrev=False,
         description="Print the vLLM server and trainer command lines for train/launch.sh (bash assignments).",
     )
     parser.add_argument("--model", required=True, help="HF model id or local folder, served and trained.")

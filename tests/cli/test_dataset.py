@@ -14,7 +14,7 @@ import pytest
 
 from hud_vf_gym import load_environment
 from hud_vf_gym.cli.app import main
-from hud_vf_gym.cli.dataset import (
+from hud_vf_gym.cli.dataset.command import (
     HUD_COLUMNS,
     DatasetOptions,
     HubPushError,

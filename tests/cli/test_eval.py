@@ -256,20 +256,20 @@ def test_eval_dry_run_names_each_broken_task_and_fails(
             mcp_config={"echo": {"command": sys.executable, "args": [str(ECHO_SERVER), f"--marker={marker}"]}},
         ),
     ]
-    argv = [
-        "eval",
-        "--dry-run",
-        "--taskset",
-        str(write_taskset(tmp_path / "t.json", tasks)),
-        "--config",
-        str(COUNTER_CONFIG),
-    ]
+    taskset = write_taskset(tmp_path / "t.json", tasks)
+    argv = ["eval", "--dry-run", "--taskset", str(taskset), "--config", str(COUNTER_CONFIG)]
     assert main([*argv, "--output", str(tmp_path / "out")]) == 1
     printed = capsys.readouterr().out
     assert re.search(r"^ok      works: tools .*\bact\b", printed, re.MULTILINE)
     assert "BROKEN  no-server:\n          ServerStartError:" in printed and "hud-vf-gym-no-such-command" in printed
     assert "BROKEN  wrong-tools:\n          action 'act': the server has no tool 'act'" in printed
-    assert "dry run: 1 of 3 task(s) ok, 2 broken, 0 invalid row(s) skipped; fix the tasks above" in printed
+    # the total names what to fix by the option that names it: the config's mappings, the taskset's mcp_config
+    verdict = (
+        f"dry run: 1 of 3 task(s) ok, 2 broken, 0 invalid row(s) skipped; fix the action_mappings of --config "
+        f"{COUNTER_CONFIG} (they do not fit the tools of 1 task(s)); and the mcp_config of 1 task(s) in --taskset "
+        f"{taskset}"
+    )
+    assert re.search(f"^{re.escape(verdict)}$", printed, re.MULTILINE)
     assert not (tmp_path / "out").exists()  # a dry run writes no results
     assert wait_until_gone(marker) == []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keyword
+import logging
 import math
 import re
 from typing import Any
@@ -22,9 +23,6 @@ from hud_vf_gym.core.parser import (
     format_call,
     parse_call,
 )
-
-pytestmark = pytest.mark.usefixtures("quiet_verifiers_think_warning")
-
 
 THINKING = ToolXMLParser(use_thinking=True)
 NOT_THINKING = ToolXMLParser(use_thinking=False)
@@ -397,3 +395,14 @@ def test_tool_xml_parser_format_reward_averages_assistant_messages() -> None:
     assert reward([vf.AssistantMessage(content="<think>a</think><tool>up()</tool>")]) == pytest.approx(1.0)
     assert reward([{"role": "user", "content": "<tool>left()</tool>"}]) == 0.0
     assert reward("<think>a</think><tool>up()</tool>") == pytest.approx(1.0)
+
+
+def test_parser_silences_only_the_inapplicable_think_warning(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="verifiers")
+    parser = ToolXMLParser(use_thinking=True)
+    assert not [record for record in caplog.records if "'think' field" in record.getMessage()]
+    parser.logger.warning("something else")  # every other record of this parser's logger still shows
+    assert [record.getMessage() for record in caplog.records] == ["something else"]
+    caplog.clear()
+    vf.XMLParser(fields=["think", "answer"])  # another parser declaring think is still warned
+    assert [record for record in caplog.records if "You have included the 'think' field" in record.getMessage()]

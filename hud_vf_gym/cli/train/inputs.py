@@ -140,7 +140,7 @@ def find_inputs(project: Path, *, config: str | None = None, dataset: str | None
 def _read_lock(lock: Path, missing: list[Missing]) -> dict[str, object] | None:
     import yaml
 
-    from hud_vf_gym.cli.dataset import check_lock
+    from hud_vf_gym.cli.dataset.command import check_lock
 
     try:
         check_lock(lock)  # its messages name the line, never quote it: lock files hold keys

@@ -76,7 +76,7 @@ def _offer_init(project: Path, target: Path) -> bool:
 
 
 def _offer_dataset(project: Path, lock: Path) -> bool:
-    from hud_vf_gym.cli.dataset import DatasetOptions, make_dataset
+    from hud_vf_gym.cli.dataset.command import DatasetOptions, make_dataset
 
     guesses = [name for name in _TASK_FILES if (project / name).is_file()]
     guesses += sorted(path.name for path in project.glob("*tasks*.json*") if path.name not in guesses)

@@ -16,10 +16,10 @@ import re
 from dataclasses import dataclass
 
 from hud_vf_gym.errors import ConfigError
+from hud_vf_gym.training.names import PROVIDERS
 
 __all__ = ["PROVIDERS", "PRIME_INFRA", "SINGLE_NODE_INFRAS", "GpuRequest", "GpuSplit", "Placement"]
 
-PROVIDERS = ("local", "skypilot", "prime")
 PRIME_INFRA = "primeintellect"
 # SkyPilot 0.14's clouds whose _CLOUD_UNSUPPORTED_FEATURES include MULTI_NODE (tests/training/test_sky_yaml.py
 # compares this with SkyPilot's registry). Verda allows it only behind an experimental flag.

@@ -5,8 +5,8 @@ Lifecycle of an `MCPSession`:
 1. `MCPSession.open(mcp_config)` resolves `${VAR}` templates (from `os.environ` unless told otherwise), validates
    every server entry (all problems in one `ConfigError`), refuses a HUD hub entry whose API key is empty, and
    starts or connects every server at once.
-2. Each server gets a background asyncio task, its *owner* (see `connection.py`), that enters the
-   transport (`stdio_client`, `streamable_http_client` or `sse_client`) and the `ClientSession`, runs `initialize`
+2. Each server gets a background asyncio task, its *owner* (see `connection.py`), that enters the transport
+   (our `stdio_transport`, mcp's `streamable_http_client` or `sse_client`) and the `ClientSession`, runs `initialize`
    and `tools/list` within `Timeouts.connect_s`, then waits to be told to close. anyio cancel scopes must exit in
    the task that entered them; the owner keeps that promise while the session is opened, used and closed from any
    tasks.
@@ -18,8 +18,8 @@ Lifecycle of an `MCPSession`:
    cancels the owners, which kills what is left. It is shielded from the caller's cancellation and may be called
    any number of times.
 
-Known limit (mcp 1.30): over streamable HTTP, a server that dies mid-call is noticed only when the call times
-out, because mcp drops the failed response stream without failing the request; stdio and SSE notice at once.
+A server that dies is noticed at once over every transport (see `connection.py`): the requests waiting on it fail
+with `ServerConnectionError` within moments, not at their call timeout.
 
 The session needs the asyncio backend (verifiers and TRL both run on asyncio). The resolved config, which holds
 secrets, is kept only inside the private per-server connections; `redacted_config` is the copy that may be logged.

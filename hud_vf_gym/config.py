@@ -106,6 +106,11 @@ class RubricConfig(_Strict):
 
     weights: RubricWeights = Field(default_factory=RubricWeights)
     thinking: ThinkingBounds = Field(default_factory=ThinkingBounds)
+    score_failed_evaluations: bool = Field(
+        default=False,
+        description="Score a rollout whose evaluation failed (isError, no grade) with task_completion 0 and train on "
+        "it; by default it is an EvaluationError, kept out of training and of the means.",
+    )
 
 
 class Timeouts(_Strict):

@@ -54,8 +54,10 @@ class HUDGym(vf.MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type 
     weighted by the config.
 
     ## Episode end
-    `done()`; `max_turns` turns (truncation); the rollout timeout; or an infrastructure error (server died, timed
-    out, failed to start or set up), which is recorded in `state["error"]` and keeps the rollout out of training.
+    `done()`; `max_turns` turns (truncation); the rollout timeout; or an error recorded in `state["error"]`, which
+    keeps the rollout out of training: an infrastructure error (server died, timed out, failed to start or set up;
+    verifiers may retry it), a `TaskDefinitionError` (the row cannot run as written: that row only, not retried) or
+    an `EvaluationError` (the evaluation failed; `rubric.score_failed_evaluations: true` scores it 0 instead).
 
     ## Arguments
     config: a validated `EnvConfig`. tasks: the tasks to serve. max_concurrent_sessions: how many MCP sessions may
@@ -145,9 +147,12 @@ class HUDGym(vf.MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type 
             state["error"] = exc
         finally:
             await episode.close()
+        record = episode.record
         if isinstance(state.get("error"), MCPServerError):
-            episode.record.infra_error = str(state["error"])
-        state[SUMMARY_KEY] = episode.record.to_json()
+            record.infra_error = str(state["error"])
+        elif state.get("error") is None and (failure := episode.evaluation_failure()) is not None:
+            state["error"] = failure  # an evaluator that crashed says nothing about the model: never trained on
+        state[SUMMARY_KEY] = record.to_json()
 
     @vf.teardown  # type: ignore[untyped-decorator]
     async def close_open_sessions(self) -> None:

@@ -4,7 +4,9 @@
 HUDGymError
 ├── ConfigError              a bad environment YAML or bad keyword arguments (user error)
 ├── TaskError                a bad task row or taskset source (user error)
-│   └── TasksetError         a taskset with one or more bad rows, all of them listed
+│   ├── TasksetError         a taskset with one or more bad rows, all of them listed
+│   └── TaskDefinitionError  a row that cannot run as written, found when its rollout starts (that row only)
+├── EvaluationError          the task's evaluation failed (isError, no grade): never scored, never trained on
 ├── DependencyNotInstalled   an optional extra is missing; the message has the pip command
 ├── ModelLoadError           the embedded or local model could not be loaded (a bad folder, a broken file)
 ├── HubPushError             a dataset could not be pushed to the Hugging Face hub
@@ -17,9 +19,12 @@ TransformError (ValueError)  a transform refused at load or failed on a value; t
 ```
 
 A model's mistake (no tool call, bad syntax, unknown action, a tool that answered with an error) is never an
-exception: it becomes an observation the model can learn from. User errors are raised before any rollout starts.
+exception: it becomes an observation the model can learn from. User errors are raised before any rollout starts,
+except the ones only a running server can reveal (`TaskDefinitionError`), which end that row's rollouts alone.
 Infrastructure errors subclass `verifiers.InfraError`, so verifiers records them in `state["error"]`, retries them
-where configured, and keeps the rollout out of training instead of scoring it 0.
+where configured, and keeps the rollout out of training instead of scoring it 0. `TaskDefinitionError` and
+`EvaluationError` are plain `verifiers.Error`s: recorded and kept out of training the same way, but not retried (a
+row's mistake or a broken evaluator repeats on every attempt).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import verifiers as vf
 __all__ = [
     "ConfigError",
     "DependencyNotInstalled",
+    "EvaluationError",
     "HUDGymError",
     "HubPushError",
     "MCPServerError",
@@ -36,6 +42,7 @@ __all__ = [
     "ServerConnectionError",
     "ServerStartError",
     "ServerTimeoutError",
+    "TaskDefinitionError",
     "TaskError",
     "TaskSetupError",
     "TasksetError",
@@ -65,6 +72,30 @@ class TasksetError(TaskError):
         count = len(self.problems)
         header = f"{count} invalid task{'s' if count != 1 else ''} in {source}"
         super().__init__("\n  ".join([header, *self.problems]))
+
+
+class TaskDefinitionError(TaskError, vf.Error):  # type: ignore[misc]  # verifiers ships no types
+    """Raised when a task row cannot run as written, which only its running server reveals.
+
+    Its `mcp_config` is refused when the session opens, or its setup or evaluate names a tool (or hub function)
+    the server does not have. The message names the row, the task, the field and the fix; the error ends that
+    row's rollouts only.
+    """
+
+    def __init__(self, message: str, *, task_id: str = "", row_index: int | None = None, field: str = "") -> None:
+        """Keep the message and, for the results, which task, row and field it is about."""
+        super().__init__(message)
+        self.task_id = task_id
+        self.row_index = row_index
+        self.field = field
+
+
+class EvaluationError(HUDGymError, vf.Error):  # type: ignore[misc]  # verifiers ships no types
+    """Raised when a task's evaluation fails (its evaluate tool answered isError, or with no usable grade).
+
+    The rollout is kept out of training and out of the means unless `rubric.score_failed_evaluations` says to
+    score it as task_completion 0; the message is the evaluator's own.
+    """
 
 
 class DependencyNotInstalled(HUDGymError, ImportError):

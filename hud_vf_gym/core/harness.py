@@ -10,7 +10,10 @@ environment-wide resources (the limit on open sessions, the sessions still open)
 4. `evaluate()` run the evaluate call(s) and keep the grade; `close()` shut the session down (always).
 
 Model mistakes never raise: they become the turn's outcome and an observation. Infrastructure failures raise
-`MCPServerError` subclasses (verifiers `InfraError`s); a config that does not fit the server raises `ConfigError`.
+`MCPServerError` subclasses (verifiers `InfraError`s); a config that does not fit the server raises `ConfigError`;
+a row that cannot run as written (its `mcp_config` refused once resolved, a setup or evaluate tool or hub function
+its server lacks) raises `TaskDefinitionError` from `start()`, before setup runs, and is kept in the record's
+`task_error`. A failed evaluation (isError, or no usable grade) is kept in the record's `evaluation_error`.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from hud_vf_gym.core.actions import ActionError, ActionErrorKind, ActionMapper
 from hud_vf_gym.core.grade import extract_grade, is_failed_tool_result
 from hud_vf_gym.core.parser import ToolXMLParser
 from hud_vf_gym.core.record import EpisodeRecord, TurnOutcome, TurnRecord
+from hud_vf_gym.core.task_checks import UNKNOWN_FUNCTION, check_lifecycle_calls, task_definition_error
 from hud_vf_gym.environments import SETUP_RESETS_STATE_META
-from hud_vf_gym.errors import ConfigError, TaskSetupError
+from hud_vf_gym.errors import ConfigError, EvaluationError, TaskDefinitionError, TaskSetupError
 from hud_vf_gym.runtime.pool import SessionPool, servers_not_reset
 from hud_vf_gym.runtime.session import MCPSession
 from hud_vf_gym.tasks.task import Task
@@ -103,13 +107,13 @@ class Harness:
     async def _open_or_checkout(self, task: Task) -> MCPSession:
         strict = self.config.sessions.reuse == "per_slot"  # else "auto": fall back to a fresh server, no error
         if self.pool is None or not (strict or task.setup_calls):
-            return await MCPSession.open(task.mcp_config, timeouts=self.config.timeouts, environ=self.environ)
+            return await self._open_config(task)
         if not task.setup_calls:
             raise ConfigError(
                 f"task {task.id!r} has no setup call, so a reused server would start where the previous rollout "
                 "ended; give the task a setup_tool that resets the environment, or set sessions.reuse: auto or false"
             )
-        session = await self.pool.checkout(task.mcp_config)
+        session = await self._open_config(task, pooled=True)
         not_reset = [] if self.config.sessions.setup_resets_state else self._servers_not_reset(task, session)
         if not_reset and strict:
             await self.pool.checkin(session, reusable=False)
@@ -123,6 +127,15 @@ class Harness:
         if not_reset:
             self._single_use.add(session)
         return session
+
+    async def _open_config(self, task: Task, *, pooled: bool = False) -> MCPSession:
+        """Open (or check out) a session for the task's `mcp_config`; a config it refuses is that row's error."""
+        try:
+            if pooled and self.pool is not None:
+                return await self.pool.checkout(task.mcp_config)
+            return await MCPSession.open(task.mcp_config, timeouts=self.config.timeouts, environ=self.environ)
+        except ConfigError as exc:  # found only once its ${VAR}s are resolved (or a hub entry has no API key)
+            raise task_definition_error(task, "mcp_config", str(exc)) from exc
 
     def _servers_not_reset(self, task: Task, session: MCPSession) -> list[str]:
         """The servers of `session` whose state the task's setup does not declare to reset."""
@@ -199,7 +212,12 @@ class TaskEpisode:
         try:
             self.session = await self.harness.open_session(self.task)
             self.harness.check_mappings(self.session)
+            check_lifecycle_calls(self.task, self.session)
             self.record.setup_results = await self._run_setup(self.session)
+        except TaskDefinitionError as exc:
+            self._failed = True
+            self.record.task_error = str(exc)
+            raise
         except BaseException:
             self._failed = True
             raise
@@ -213,6 +231,8 @@ class TaskEpisode:
         results = []
         for call in self.task.setup_calls:
             result = await session.call_tool(call.name, call.arguments)
+            if result.is_error and UNKNOWN_FUNCTION.match(result.text):  # a hub that declares no function names
+                raise task_definition_error(self.task, "setup_tool", f"{result.text[:500]}; fix the function name")
             if result.is_error:
                 raise TaskSetupError(f"task {self.task.id!r}: setup call {call.name!r} failed: {result.text[:500]}")
             results.append(result)
@@ -290,7 +310,16 @@ class TaskEpisode:
             self.record.evaluate_seconds = time.perf_counter() - started
         self.record.evaluate_results = results
         self.record.grade = extract_grade(results)
+        if self.record.grade.is_error:
+            self.record.evaluation_error = self.record.grade.content or "the evaluation failed"
         return self.record.grade
+
+    def evaluation_failure(self) -> EvaluationError | None:
+        """The error to record when the evaluation failed, unless `rubric.score_failed_evaluations` scores it as 0."""
+        message = self.record.evaluation_error
+        if message is None or self.harness.config.rubric.score_failed_evaluations:
+            return None
+        return EvaluationError(f"task {self.task.id!r}: the evaluation failed: {message}")
 
     async def close(self) -> None:
         """Give the session back (to the pool after a clean episode, else shut down); safe to call again."""

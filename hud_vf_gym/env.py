@@ -128,7 +128,7 @@ class HUDGym(vf.MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type 
         episode: TaskEpisode = state[EPISODE_KEY]
         observation = await episode.act(episode.record.turns[-1])
         response = [_user_message(observation)]
-        if episode.is_done:
+        if episode.is_done or episode.is_truncated:
             state["final_env_response"] = response
         return response
 
@@ -136,12 +136,18 @@ class HUDGym(vf.MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type 
 
     @vf.cleanup(priority=50)  # type: ignore[untyped-decorator]
     async def finish_episode(self, state: vf.State) -> None:
-        """Grade the episode with the task's evaluate tool(s), then close the session, whatever happened."""
+        """Grade the episode with the task's evaluate tool(s), then close the session, whatever happened.
+
+        A rollout verifiers cut at `timeouts.rollout_s` is not evaluated (no time is left): cut during a wait on the
+        server it is a `RolloutTimeoutError`, cut while the model generated a truncation (`record.truncation`).
+        """
         episode = state.get(EPISODE_KEY)
         if not isinstance(episode, TaskEpisode):
             return
+        if state.get("timed_out") and state.get("error") is None:
+            state["error"] = episode.cut()
         try:
-            if state.get("error") is None:
+            if state.get("error") is None and not state.get("timed_out"):
                 await episode.evaluate()
         except MCPServerError as exc:  # recorded, so the rollout is kept out of training instead of scored 0
             state["error"] = exc

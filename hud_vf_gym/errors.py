@@ -13,6 +13,7 @@ HUDGymError
 └── MCPServerError           an MCP server failed (infrastructure; also a verifiers InfraError)
     ├── ServerStartError     the server could not be started, reached, or initialised in time
     ├── ServerTimeoutError   a tool call (or tools/list) ran past its timeout
+    │   └── RolloutTimeoutError  the rollout ran past timeouts.rollout_s while waiting on its server
     ├── ServerConnectionError  the server died or the connection dropped mid-rollout
     └── TaskSetupError       the task's setup tool answered with an error (the episode cannot start)
 TransformError (ValueError)  a transform refused at load or failed on a value; the config or the model sees it
@@ -39,6 +40,7 @@ __all__ = [
     "HubPushError",
     "MCPServerError",
     "ModelLoadError",
+    "RolloutTimeoutError",
     "ServerConnectionError",
     "ServerStartError",
     "ServerTimeoutError",
@@ -120,6 +122,10 @@ class ServerStartError(MCPServerError):
 
 class ServerTimeoutError(MCPServerError):
     """Raised when a tool call or a tools/list refresh runs past its timeout (a slow start is a ServerStartError)."""
+
+
+class RolloutTimeoutError(ServerTimeoutError):
+    """Raised when a rollout runs past `timeouts.rollout_s` while waiting on its server (setup, a call, evaluate)."""
 
 
 class ServerConnectionError(MCPServerError):

@@ -251,7 +251,9 @@ class HUDTaskEnv(gymnasium.Env[str, str]):
         task_index = self._choose_task(options or {})
         task = self.tasks[task_index]
         self._end_running_episode()
-        episode = self.harness.episode(task)
+        # the caller paces the steps, so timeouts.rollout_s (wall-clock time of a whole episode) does not apply here;
+        # every wait on the server is still bounded by its own timeout
+        episode = self.harness.episode(task, bounded=False)
         setup = self._start(episode)
         self._episode, self._record = episode, episode.record
         observation = "\n\n".join(part for part in (task.prompt, setup.text) if part)

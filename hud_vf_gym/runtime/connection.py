@@ -432,13 +432,13 @@ def _describe_exception(exc: BaseException | None) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-async def close_connections(connections: Iterable[ServerConnection]) -> None:
-    """Close all connections at once: ask politely, then cancel the owners that did not finish in time."""
+async def close_connections(connections: Iterable[ServerConnection], timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """Close all connections at once: ask politely (at most `timeout_s`), then cancel the owners still running."""
     connections = list(connections)
     # 1. Ask every owner to exit its contexts: the transports run their own shutdown (stdin closed, SIGTERM, ...).
     for connection in connections:
         connection.request_close()
-    pending = await _wait_finished(connections, CLOSE_TIMEOUT_S)
+    pending = await _wait_finished(connections, timeout_s)
     # 2. Cancel the owners still running: cancellation kills their child processes at once.
     for connection in pending:
         connection.force_close()

@@ -262,15 +262,20 @@ class MCPSession:
                 routes.setdefault(tool_name, candidates[0])
         self.tools, self._routes = tools, routes
 
-    async def aclose(self) -> None:
-        """Shut every server down (bounded by `CLOSE_TIMEOUT_S` + `FORCED_CLOSE_TIMEOUT_S`); safe to call again."""
+    async def aclose(self, *, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Shut every server down; safe to call again.
+
+        Args:
+            timeout_s: how long the polite shutdown may take (at most `CLOSE_TIMEOUT_S`); then the servers are
+                killed, which takes at most `FORCED_CLOSE_TIMEOUT_S` more.
+        """
         if self._closing is not None:
             await self._closing.wait()
             return
         self._closing = anyio.Event()
         try:
             with anyio.CancelScope(shield=True):
-                await close_connections(self._connections.values())
+                await close_connections(self._connections.values(), min(timeout_s, CLOSE_TIMEOUT_S))
         finally:
             self._closing.set()
 

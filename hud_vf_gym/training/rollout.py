@@ -112,7 +112,8 @@ class EpisodeResult:
         record: the episode record (turns as parsed and executed, grade, infra error).
         prompt_messages: the first messages the prompt ids were templated from.
         observations: the observation texts placed in the completion, in order (each one masked).
-        stop_reason: "done", "max_turns", "episode_tokens", "infra_error", "task_error" or "evaluation_error".
+        stop_reason: "done", "max_turns", "episode_tokens", "rollout_s" (time ran out while the model generated),
+            "infra_error", "task_error" or "evaluation_error".
     """
 
     task_id: str
@@ -304,6 +305,9 @@ class HUDRollout:
             return
         if row.episode.is_done:
             row.stop_reason = "done"
+            return
+        if row.episode.is_truncated:  # timeouts.rollout_s ran out while the model generated (record.truncation)
+            row.stop_reason = "rollout_s"
             return
         env_ids = chat.environment_ids(observation.text, model_closed_turn=chat.ends_turn(row.completion_ids))
         if len(row.completion_ids) + len(env_ids) + limits.min_turn_tokens + 1 > limits.episode_tokens:

@@ -33,7 +33,7 @@ from hud_vf_gym.config import LIFECYCLE_TOOLS, EnvConfig
 from hud_vf_gym.core.actions import ActionError, ActionErrorKind, ActionMapper
 from hud_vf_gym.core.deadline import RolloutDeadline
 from hud_vf_gym.core.grade import extract_grade, is_failed_tool_result
-from hud_vf_gym.core.parser import ToolXMLParser
+from hud_vf_gym.core.parser import ToolXMLParser, quote_model_text
 from hud_vf_gym.core.record import EpisodeRecord, TurnOutcome, TurnRecord
 from hud_vf_gym.core.task_checks import UNKNOWN_FUNCTION, check_lifecycle_calls, task_definition_error
 from hud_vf_gym.environments import SETUP_RESETS_STATE_META
@@ -317,7 +317,9 @@ class TaskEpisode:
         tools = session.tools
         if call.name not in tools and not any(name.endswith(f"_{call.name}") for name in tools):
             available = ", ".join(sorted(tools))
-            return ActionError(ActionErrorKind.UNKNOWN_ACTION, f"There is no tool {call.name!r}; tools: {available}.")
+            return ActionError(
+                ActionErrorKind.UNKNOWN_ACTION, f"There is no tool {quote_model_text(call.name)}; tools: {available}."
+            )
         async with self._server_wait(f"the call to tool {call.name!r}"):
             return await session.call_tool(call.name, call.arguments)
 

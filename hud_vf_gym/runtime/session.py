@@ -23,6 +23,8 @@ with `ServerConnectionError` within moments, not at their call timeout.
 
 The session needs the asyncio backend (verifiers and TRL both run on asyncio). The resolved config, which holds
 secrets, is kept only inside the private per-server connections; `redacted_config` is the copy that may be logged.
+Every value a `${VAR}` resolved to is a secret, whatever the variable's name: errors, stderr tails and log records
+(ours, mcp's, httpx's) show `***` instead.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from hud_vf_gym.runtime.servers import (
     check_hub_credentials,
     parse_mcp_config,
 )
-from hud_vf_gym.runtime.variables import redact, resolve_templates, secret_values
+from hud_vf_gym.runtime.variables import install_log_redaction, redact, resolve_templates, secret_values
 from hud_vf_gym.types import ToolResult, ToolSpec
 
 __all__ = [
@@ -111,6 +113,7 @@ class MCPSession:
         entries = parse_mcp_config(resolved)
         check_hub_credentials(resolved, mcp_config)
         secrets = secret_values(mcp_config, resolved, environment)
+        install_log_redaction(secrets)  # mcp and httpx log request URLs; our own records may quote a target
         connections = {
             name: ServerConnection(name, entry, secrets, timeouts.connect_s) for name, entry in entries.items()
         }

@@ -3,6 +3,7 @@
 ```
 HUDGymError
 ├── ConfigError              a bad environment YAML or bad keyword arguments (user error)
+│   └── MissingCredentialsError  a server's API key is not set (checked before connecting)
 ├── TaskError                a bad task row or taskset source (user error)
 │   ├── TasksetError         a taskset with one or more bad rows, all of them listed
 │   └── TaskDefinitionError  a row that cannot run as written, found when its rollout starts (that row only)
@@ -38,6 +39,7 @@ __all__ = [
     "EvaluationError",
     "HUDGymError",
     "HubPushError",
+    "MissingCredentialsError",
     "MCPServerError",
     "ModelLoadError",
     "RolloutTimeoutError",
@@ -58,6 +60,13 @@ class HUDGymError(Exception):
 
 class ConfigError(HUDGymError, ValueError):
     """Raised when the user gives an environment config (YAML or keyword arguments) that cannot be used."""
+
+
+class MissingCredentialsError(ConfigError):
+    """Raised when the user has not set the API key a server needs (an empty `HUD_API_KEY` for the hub).
+
+    Every row on that server would fail the same way, so this stops a run instead of failing its rows one by one.
+    """
 
 
 class TaskError(HUDGymError, ValueError):

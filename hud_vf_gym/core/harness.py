@@ -37,7 +37,14 @@ from hud_vf_gym.core.parser import ToolXMLParser, quote_model_text
 from hud_vf_gym.core.record import EpisodeRecord, TurnOutcome, TurnRecord
 from hud_vf_gym.core.task_checks import UNKNOWN_FUNCTION, check_lifecycle_calls, task_definition_error
 from hud_vf_gym.environments import SETUP_RESETS_STATE_META
-from hud_vf_gym.errors import ConfigError, EvaluationError, RolloutTimeoutError, TaskDefinitionError, TaskSetupError
+from hud_vf_gym.errors import (
+    ConfigError,
+    EvaluationError,
+    MissingCredentialsError,
+    RolloutTimeoutError,
+    TaskDefinitionError,
+    TaskSetupError,
+)
 from hud_vf_gym.runtime.pool import SessionPool, servers_not_reset
 from hud_vf_gym.runtime.session import CLOSE_TIMEOUT_S, MCPSession
 from hud_vf_gym.tasks.task import Task
@@ -146,7 +153,9 @@ class Harness:
             if pooled and self.pool is not None:
                 return await self.pool.checkout(task.mcp_config)
             return await MCPSession.open(task.mcp_config, timeouts=self.config.timeouts, environ=self.environ)
-        except ConfigError as exc:  # found only once its ${VAR}s are resolved (or a hub entry has no API key)
+        except MissingCredentialsError:  # the user's environment, not this row: every hub row would fail alike
+            raise
+        except ConfigError as exc:  # found only once its ${VAR}s are resolved
             raise task_definition_error(task, "mcp_config", str(exc)) from exc
 
     def _servers_not_reset(self, task: Task, session: MCPSession) -> list[str]:

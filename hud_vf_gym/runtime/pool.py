@@ -126,6 +126,12 @@ class SessionPool:
         with self._lock:
             return replace(self._counts, idle=sum(len(entries) for entries in self._idle.values()))
 
+    def idle_process_groups(self) -> tuple[int, ...]:
+        """The process groups of the stdio servers of the idle sessions (what a soak may kill while they wait)."""
+        with self._lock:
+            sessions = [entry.session for entries in self._idle.values() for entry in entries]
+        return tuple(group for session in sessions for group in session.process_groups)
+
     def _uncount_checkout(self) -> None:
         """Take back the count of a checkout that handed out no session."""
         with self._lock:

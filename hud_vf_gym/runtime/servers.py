@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hud_vf_gym.errors import ConfigError
+from hud_vf_gym.errors import ConfigError, MissingCredentialsError
 from hud_vf_gym.runtime.variables import has_template, template_variables
 from hud_vf_gym.validation import validation_problems
 
@@ -179,7 +179,7 @@ def check_hub_credentials(resolved_config: Mapping[str, Any], unresolved_config:
     Connecting with `Bearer ` fails with "Illegal header value" and then hangs (hud-python#110).
 
     Raises:
-        ConfigError: naming each such server and the variable to export.
+        MissingCredentialsError: naming each such server and the variable to export.
     """
     problems = []
     for name, entry in resolved_config.items():
@@ -198,7 +198,7 @@ def check_hub_credentials(resolved_config: Mapping[str, Any], unresolved_config:
         if problem:
             problems.append(f"mcp_config server {name!r} ({raw_entry.get('url')}): {problem}")
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise MissingCredentialsError("\n".join(problems))
 
 
 def _headers_of(entry: Mapping[str, Any]) -> Mapping[str, Any]:

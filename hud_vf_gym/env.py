@@ -55,8 +55,10 @@ class HUDGym(vf.MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type 
     weighted by the config.
 
     ## Episode end
-    `done()`; `max_turns` turns (truncation); the rollout timeout; or an infrastructure error (server died, timed
-    out, failed to start or set up), which is recorded in `state["error"]` and keeps the rollout out of training.
+    `done()`; `max_turns` turns (truncation); the rollout timeout; or an error recorded in `state["error"]`, which
+    keeps the rollout out of training: an infrastructure error (server died, timed out, failed to start or set up;
+    verifiers may retry it), a `TaskDefinitionError` (the row cannot run as written: that row only, not retried) or
+    an `EvaluationError` (the evaluation failed; `rubric.score_failed_evaluations: true` scores it 0 instead).
 
     ## Arguments
     config: a validated `EnvConfig`. tasks: the tasks to serve. max_concurrent_sessions: how many MCP sessions may
@@ -132,7 +134,7 @@ class HUDGym(vf.MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type 
         episode: TaskEpisode = state[EPISODE_KEY]
         observation = await episode.act(episode.record.turns[-1])
         response = [_user_message(observation)]
-        if episode.is_done:
+        if episode.is_done or episode.is_truncated:
             state["final_env_response"] = response
         return response
 
@@ -140,20 +142,29 @@ class HUDGym(vf.MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type 
 
     @vf.cleanup(priority=50)  # type: ignore[untyped-decorator]
     async def finish_episode(self, state: vf.State) -> None:
-        """Grade the episode with the task's evaluate tool(s), then close the session, whatever happened."""
+        """Grade the episode with the task's evaluate tool(s), then close the session, whatever happened.
+
+        A rollout verifiers cut at `timeouts.rollout_s` is not evaluated (no time is left): cut during a wait on the
+        server it is a `RolloutTimeoutError`, cut while the model generated a truncation (`record.truncation`).
+        """
         episode = state.get(EPISODE_KEY)
         if not isinstance(episode, TaskEpisode):
             return
+        if state.get("timed_out") and state.get("error") is None:
+            state["error"] = episode.cut()
         try:
-            if state.get("error") is None:
+            if state.get("error") is None and not state.get("timed_out"):
                 await episode.evaluate()
         except MCPServerError as exc:  # recorded, so the rollout is kept out of training instead of scored 0
             state["error"] = exc
         finally:
             await episode.close()
+        record = episode.record
         if isinstance(state.get("error"), MCPServerError):
-            episode.record.infra_error = str(state["error"])
-        state[SUMMARY_KEY] = episode.record.to_json()
+            record.infra_error = str(state["error"])
+        elif state.get("error") is None and (failure := episode.evaluation_failure()) is not None:
+            state["error"] = failure  # an evaluator that crashed says nothing about the model: never trained on
+        state[SUMMARY_KEY] = record.to_json()
 
     @vf.teardown  # type: ignore[untyped-decorator]
     async def close_open_sessions(self) -> None:

@@ -3,8 +3,11 @@
 ```
 HUDGymError
 ├── ConfigError              a bad environment YAML or bad keyword arguments (user error)
+│   └── MissingCredentialsError  a server's API key is not set (checked before connecting)
 ├── TaskError                a bad task row or taskset source (user error)
-│   └── TasksetError         a taskset with one or more bad rows, all of them listed
+│   ├── TasksetError         a taskset with one or more bad rows, all of them listed
+│   └── TaskDefinitionError  a row that cannot run as written, found when its rollout starts (that row only)
+├── EvaluationError          the task's evaluation failed (isError, no grade): never scored, never trained on
 ├── DependencyNotInstalled   an optional extra is missing; the message has the pip command
 ├── ModelLoadError           the embedded or local model could not be loaded (a bad folder, a broken file)
 ├── HubPushError             a dataset could not be pushed to the Hugging Face hub
@@ -12,6 +15,7 @@ HUDGymError
 ├── MCPServerError           an MCP server failed (infrastructure; also a verifiers InfraError)
 │   ├── ServerStartError     the server could not be started, reached, or initialised in time
 │   ├── ServerTimeoutError   a tool call (or tools/list) ran past its timeout
+│   │   └── RolloutTimeoutError  the rollout ran past timeouts.rollout_s while waiting on its server
 │   ├── ServerConnectionError  the server died or the connection dropped mid-rollout
 │   └── TaskSetupError       the task's setup tool answered with an error (the episode cannot start)
 └── InferenceError           the model endpoint a rollout samples from failed (infrastructure; a verifiers InfraError)
@@ -19,9 +23,12 @@ TransformError (ValueError)  a transform refused at load or failed on a value; t
 ```
 
 A model's mistake (no tool call, bad syntax, unknown action, a tool that answered with an error) is never an
-exception: it becomes an observation the model can learn from. User errors are raised before any rollout starts.
+exception: it becomes an observation the model can learn from. User errors are raised before any rollout starts,
+except the ones only a running server can reveal (`TaskDefinitionError`), which end that row's rollouts alone.
 Infrastructure errors subclass `verifiers.InfraError`, so verifiers records them in `state["error"]`, retries them
-where configured, and keeps the rollout out of training instead of scoring it 0.
+where configured, and keeps the rollout out of training instead of scoring it 0. `TaskDefinitionError` and
+`EvaluationError` are plain `verifiers.Error`s: recorded and kept out of training the same way, but not retried (a
+row's mistake or a broken evaluator repeats on every attempt).
 """
 
 from __future__ import annotations
@@ -31,15 +38,19 @@ import verifiers as vf
 __all__ = [
     "ConfigError",
     "DependencyNotInstalled",
+    "EvaluationError",
     "HUDGymError",
     "HubPushError",
     "InferenceError",
     "MCPServerError",
+    "MissingCredentialsError",
     "ModelLoadError",
     "NotAllowedError",
+    "RolloutTimeoutError",
     "ServerConnectionError",
     "ServerStartError",
     "ServerTimeoutError",
+    "TaskDefinitionError",
     "TaskError",
     "TaskSetupError",
     "TasksetError",
@@ -53,6 +64,13 @@ class HUDGymError(Exception):
 
 class ConfigError(HUDGymError, ValueError):
     """Raised when the user gives an environment config (YAML or keyword arguments) that cannot be used."""
+
+
+class MissingCredentialsError(ConfigError):
+    """Raised when the user has not set the API key a server needs (an empty `HUD_API_KEY` for the hub).
+
+    Every row on that server would fail the same way, so this stops a run instead of failing its rows one by one.
+    """
 
 
 class TaskError(HUDGymError, ValueError):
@@ -69,6 +87,30 @@ class TasksetError(TaskError):
         count = len(self.problems)
         header = f"{count} invalid task{'s' if count != 1 else ''} in {source}"
         super().__init__("\n  ".join([header, *self.problems]))
+
+
+class TaskDefinitionError(TaskError, vf.Error):  # type: ignore[misc]  # verifiers ships no types
+    """Raised when a task row cannot run as written, which only its running server reveals.
+
+    Its `mcp_config` is refused when the session opens, or its setup or evaluate names a tool (or hub function)
+    the server does not have. The message names the row, the task, the field and the fix; the error ends that
+    row's rollouts only.
+    """
+
+    def __init__(self, message: str, *, task_id: str = "", row_index: int | None = None, field: str = "") -> None:
+        """Keep the message and, for the results, which task, row and field it is about."""
+        super().__init__(message)
+        self.task_id = task_id
+        self.row_index = row_index
+        self.field = field
+
+
+class EvaluationError(HUDGymError, vf.Error):  # type: ignore[misc]  # verifiers ships no types
+    """Raised when a task's evaluation fails (its evaluate tool answered isError, or with no usable grade).
+
+    The rollout is kept out of training and out of the means unless `rubric.score_failed_evaluations` says to
+    score it as task_completion 0; the message is the evaluator's own.
+    """
 
 
 class DependencyNotInstalled(HUDGymError, ImportError):
@@ -97,6 +139,10 @@ class ServerStartError(MCPServerError):
 
 class ServerTimeoutError(MCPServerError):
     """Raised when a tool call or a tools/list refresh runs past its timeout (a slow start is a ServerStartError)."""
+
+
+class RolloutTimeoutError(ServerTimeoutError):
+    """Raised when a rollout runs past `timeouts.rollout_s` while waiting on its server (setup, a call, evaluate)."""
 
 
 class ServerConnectionError(MCPServerError):

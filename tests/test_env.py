@@ -125,7 +125,10 @@ async def test_env_failed_evaluation_is_recorded_not_an_infra_error(serve: Any, 
     row = counter_row(marker, evaluate_tool={"name": "evaluate", "arguments": {"target": 3, "broken": True}})
     env = counter_env([row])
     [output] = await run(env, serve(FixedRepliesPolicy(ACT_THREE_TIMES)))
-    assert output["error"] is None
+    # Issue 15 changed this from `error is None` (scored, so a crashed evaluator became a training signal): the
+    # rollout now carries an EvaluationError, which keeps it out of training and out of the means; it is not an
+    # infrastructure error (never retried), and the metrics still say what happened.
+    assert output["error"]["error"] == "EvaluationError"
     assert output["metrics"]["evaluation_failed"] == 1.0
     assert output["metrics"]["task_completion"] == 0.0
     assert output[SUMMARY_KEY]["grade"]["is_error"] is True

@@ -92,10 +92,12 @@ def test_eval_endpoint_run_writes_results_summary_and_table(
     assert (output / "summary.md").read_text().strip() in printed
     run = json.loads((output / "run.json").read_text())
     assert run["options"]["base_url"] == server.base_url and run["planned_rollouts"] == 4
-    # the progress bar counted every model reply as it came, not only the finished rollouts
+    # the progress lines showed every model reply as it came (plain lines: stderr is not a terminal here), not only
+    # the finished rollouts
     total_turns = sum(len(row["hud_episode"]["turns"]) for row in rows)
-    assert f"turns={total_turns}," in captured.err and "tok/s=" in captured.err
-    assert "turns=1," in captured.err  # shown from the first reply on, before any rollout had finished
+    assert captured.err.count(": turn ") == total_turns
+    assert "turn 1/8 " in captured.err.split("1/4 finished")[0]  # shown before any rollout had finished
+    assert captured.err.count(" turn(s), reward ") == 4 and "tokens/s" in captured.err
 
 
 def image_config(path: Path) -> Path:

@@ -63,3 +63,8 @@ def test_readme_benches_exist() -> None:
     scripts = set(re.findall(r"python (bench/\w+\.py)", README))
     assert {"bench/first_run.py", "bench/cli_help.py", "bench/rollouts.py"} <= scripts
     assert all((REPO_ROOT / script).is_file() for script in scripts)
+
+
+def test_readme_has_no_placeholder_left() -> None:
+    # a figure to fill in is written as a line like FIGURES_GO_HERE while a bench runs; none may reach main
+    assert not re.findall(r"^[A-Z][A-Z0-9_]{5,}$", README, re.MULTILINE)

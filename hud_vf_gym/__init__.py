@@ -22,7 +22,7 @@ _LAZY_NAMES: dict[str, str] = {
     "Grade": "hud_vf_gym.types",
     "HUDGym": "hud_vf_gym.env",
     "HUDGymError": "hud_vf_gym.errors",
-    "HUDRubric": "hud_vf_gym.core.rubric",
+    "HUDRubric": "hud_vf_gym.classic",
     "HUDTaskEnv": "hud_vf_gym.gym.env",
     "MCPServerError": "hud_vf_gym.errors",
     "ParsedTurn": "hud_vf_gym.core.parser",
@@ -30,7 +30,7 @@ _LAZY_NAMES: dict[str, str] = {
     "TaskError": "hud_vf_gym.errors",
     "ToolCall": "hud_vf_gym.types",
     "ToolResult": "hud_vf_gym.types",
-    "ToolXMLParser": "hud_vf_gym.core.parser",
+    "ToolXMLParser": "hud_vf_gym.classic",
     "load_config": "hud_vf_gym.config",
     "load_environment": "hud_vf_gym.env",
     "load_taskset": "hud_vf_gym.tasks.loading",
@@ -60,10 +60,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from hud_vf_gym.classic import HUDRubric, ToolXMLParser
     from hud_vf_gym.config import EnvConfig, load_config
     from hud_vf_gym.core.actions import ActionMapper
-    from hud_vf_gym.core.parser import ParsedTurn, ToolXMLParser
-    from hud_vf_gym.core.rubric import HUDRubric
+    from hud_vf_gym.core.parser import ParsedTurn
     from hud_vf_gym.env import HUDGym, load_environment
     from hud_vf_gym.errors import ConfigError, DependencyNotInstalled, HUDGymError, MCPServerError, TaskError
     from hud_vf_gym.gym.env import HUDTaskEnv

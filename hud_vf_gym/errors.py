@@ -8,7 +8,7 @@ HUDGymError
 ├── DependencyNotInstalled   an optional extra is missing; the message has the pip command
 ├── ModelLoadError           the embedded or local model could not be loaded (a bad folder, a broken file)
 ├── HubPushError             a dataset could not be pushed to the Hugging Face hub
-└── MCPServerError           an MCP server failed (infrastructure; also a verifiers InfraError)
+└── MCPServerError           an MCP server failed (infrastructure)
     ├── ServerStartError     the server could not be started, reached, or initialised in time
     ├── ServerTimeoutError   a tool call (or tools/list) ran past its timeout
     ├── ServerConnectionError  the server died or the connection dropped mid-rollout
@@ -18,13 +18,13 @@ TransformError (ValueError)  a transform refused at load or failed on a value; t
 
 A model's mistake (no tool call, bad syntax, unknown action, a tool that answered with an error) is never an
 exception: it becomes an observation the model can learn from. User errors are raised before any rollout starts.
-Infrastructure errors subclass `verifiers.InfraError`, so verifiers records them in `state["error"]`, retries them
-where configured, and keeps the rollout out of training instead of scoring it 0.
+Infrastructure errors are recorded and keep the rollout out of training instead of scoring it 0. This module imports
+no verifiers: the classic adapter (`hud_vf_gym.classic.classic_errors`) hands HUDGym's to verifiers as the same
+classes that are also `verifiers.InfraError`s, so verifiers records them in `state["error"]` and retries them where
+configured; the v1 Taskset records them as the rollout's error.
 """
 
 from __future__ import annotations
-
-import verifiers as vf
 
 __all__ = [
     "ConfigError",
@@ -79,7 +79,7 @@ class HubPushError(HUDGymError):
     """Raised when the dataset cannot be pushed to the Hugging Face hub (offline, refused, or no token)."""
 
 
-class MCPServerError(HUDGymError, vf.InfraError):  # type: ignore[misc]  # verifiers ships no types
+class MCPServerError(HUDGymError):
     """Raised when an MCP server fails for reasons the model did not cause (infrastructure)."""
 
 

@@ -10,7 +10,7 @@ environment-wide resources (the limit on open sessions, the sessions still open)
 4. `evaluate()` run the evaluate call(s) and keep the grade; `close()` shut the session down (always).
 
 Model mistakes never raise: they become the turn's outcome and an observation. Infrastructure failures raise
-`MCPServerError` subclasses (verifiers `InfraError`s); a config that does not fit the server raises `ConfigError`.
+`MCPServerError` subclasses; a config that does not fit the server raises `ConfigError`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from hud_vf_gym.config import LIFECYCLE_TOOLS, EnvConfig
 from hud_vf_gym.core.actions import ActionError, ActionErrorKind, ActionMapper
 from hud_vf_gym.core.grade import extract_grade, is_failed_tool_result
-from hud_vf_gym.core.parser import ToolXMLParser
+from hud_vf_gym.core.parser import TurnParser
 from hud_vf_gym.core.record import EpisodeRecord, TurnOutcome, TurnRecord
 from hud_vf_gym.environments import SETUP_RESETS_STATE_META
 from hud_vf_gym.errors import ConfigError, TaskSetupError
@@ -54,16 +54,22 @@ class Harness:
         config: the validated environment config.
         max_concurrent_sessions: how many MCP sessions may be open at once (None: no limit of our own).
         environ: where `${VAR}` values in `mcp_config` come from (default: `os.environ`).
+        parser: the turn parser (default: a `TurnParser` for the config; the classic adapter passes its verifiers one).
     """
 
     def __init__(
-        self, config: EnvConfig, *, max_concurrent_sessions: int | None = None, environ: Mapping[str, str] | None = None
+        self,
+        config: EnvConfig,
+        *,
+        max_concurrent_sessions: int | None = None,
+        environ: Mapping[str, str] | None = None,
+        parser: TurnParser | None = None,
     ) -> None:
         """Build the parser and mapper from the config; no I/O."""
         if max_concurrent_sessions is not None and max_concurrent_sessions < 1:
             raise ConfigError(f"max_concurrent_sessions must be at least 1 or None, got {max_concurrent_sessions}")
         self.config = config
-        self.parser = ToolXMLParser(use_thinking=config.parser.use_thinking)
+        self.parser = parser if parser is not None else TurnParser(use_thinking=config.parser.use_thinking)
         self.mapper = ActionMapper(config.action_mappings, config.passthrough_tools)
         self.tool_error_pattern = re.compile(config.tool_error_pattern)
         self.environ = environ

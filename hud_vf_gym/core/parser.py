@@ -17,14 +17,22 @@ from __future__ import annotations
 import ast
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import verifiers as vf
-
-__all__ = ["ParseError", "ParseErrorKind", "ParsedCall", "ParsedTurn", "ToolXMLParser", "format_call", "parse_call"]
+__all__ = [
+    "ParseError",
+    "ParseErrorKind",
+    "ParsedCall",
+    "ParsedTurn",
+    "TurnParser",
+    "assistant_texts",
+    "format_call",
+    "message_text",
+    "parse_call",
+]
 
 MAX_LITERAL_DEPTH = 16  # nested lists deeper than this are never a sane tool argument
 MAX_CALL_LENGTH = 20_000  # characters inside <tool>; longer text is not parsed (it would only waste time)
@@ -219,17 +227,15 @@ class _Tags:
     first_call: ParsedCall | None  # the first block's call when choosing its closing tag already parsed it
 
 
-class ToolXMLParser(vf.XMLParser):  # type: ignore[misc]  # verifiers ships no type information
-    """Parses `<think>`/`<tool>` turns into calls; a verifiers `XMLParser` with the same `parse`/`parse_answer`.
+class TurnParser:
+    """Parses `<think>`/`<tool>` turns into calls (the classic adapter's `ToolXMLParser` adds verifiers' XMLParser).
 
     Args:
         use_thinking: whether the model is asked to think in `<think>` before each `<tool>`.
     """
 
     def __init__(self, use_thinking: bool = True) -> None:
-        """Set up the fields `think` (when thinking) and `tool`; `tool` is the answer field."""
-        fields = ["think", "tool"] if use_thinking else ["tool"]
-        super().__init__(fields=fields, answer_field="tool")
+        """Remember whether thinking is asked for; start an empty parse cache."""
         self.use_thinking = use_thinking
         # RL policies repeat themselves (`<tool>left()</tool>` thousands of times), and parsing is the largest part
         # of the harness's own cost per turn; a parse is a pure function of the text, so it is computed once.
@@ -297,15 +303,6 @@ class ToolXMLParser(vf.XMLParser):  # type: ignore[misc]  # verifiers ships no t
         call_text = call.format() if isinstance(call, ParsedCall) else call
         prefix = f"<think>\n{think}\n</think>\n" if think is not None else ""
         return f"{prefix}<tool>\n{call_text}\n</tool>"
-
-    def get_format_reward_func(self) -> Callable[..., float]:
-        """Return a reward function scoring the mean tag format of every assistant message in a completion."""
-
-        def format_reward_func(completion: vf.Messages, **kwargs: Any) -> float:
-            scores = [self.parse_turn(text).xml_score for text in _assistant_texts(completion)]
-            return sum(scores) / len(scores) if scores else 0.0
-
-        return format_reward_func
 
 
 def _with_score(turn: ParsedTurn, score: float) -> ParsedTurn:
@@ -441,7 +438,8 @@ def _first_closing_outside_strings(
     return None
 
 
-def _assistant_texts(completion: vf.Messages | str) -> list[str]:
+def assistant_texts(completion: Sequence[Any] | str) -> list[str]:
+    """The text of every assistant message of a completion (dicts or message objects), or the string itself."""
     if isinstance(completion, str):
         return [completion]
     texts = []

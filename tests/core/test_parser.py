@@ -12,13 +12,13 @@ import verifiers as vf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hud_vf_gym.classic import ToolXMLParser
 from hud_vf_gym.core.parser import (
     MAX_CALL_LENGTH,
     MAX_LITERAL_DEPTH,
     ParsedCall,
     ParseError,
     ParseErrorKind,
-    ToolXMLParser,
     format_call,
     parse_call,
 )

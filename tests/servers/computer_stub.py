@@ -15,9 +15,10 @@ import argparse
 import json
 from typing import Annotated, Any
 
-from mcp.server.fastmcp import FastMCP
 from mcp.types import CallToolResult, TextContent
 from pydantic import Field
+
+from hud_vf_gym.runtime.mcp_compat import MCPServer, create_server, run_server
 
 ACTIONS = [
     "click", "press", "keydown", "keyup", "write", "scroll", "move", "wait", "drag", "response", "screenshot",
@@ -26,9 +27,9 @@ ACTIONS = [
 _calls: list[dict[str, Any]] = []
 
 
-def build(width: int, height: int, legacy_type: bool) -> FastMCP:
+def build(width: int, height: int, legacy_type: bool) -> MCPServer:
     """The server, with the screen size in the computer tool's meta."""
-    mcp = FastMCP("computer-stub", log_level="WARNING")
+    mcp = create_server("computer-stub", log_level="WARNING")
     actions = [("type" if action == "write" else action) for action in ACTIONS] if legacy_type else ACTIONS
 
     @mcp.tool(
@@ -84,4 +85,4 @@ if __name__ == "__main__":
     parser.add_argument("--height", type=int, default=768)
     parser.add_argument("--legacy-type", action="store_true")
     options, _ = parser.parse_known_args()  # a test's --marker=... is ignored
-    build(options.width, options.height, options.legacy_type).run()
+    run_server(build(options.width, options.height, options.legacy_type))

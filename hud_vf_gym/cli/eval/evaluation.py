@@ -1,14 +1,16 @@
-"""`hud-vf-gym eval`: run a model on a taskset through HUDGym and write, summarise and resume the results.
+"""`hud-vf-gym eval`: run a model on a taskset through the harness and write, summarise and resume the results.
 
 The run, in order:
 
-1. Build the environment from `--config` and `--taskset` (`HUDGym`, the same object `vf-eval` and training use).
+1. Build the harness from `--config` and load `--taskset` (the turn loop HUDGym, the Gym env and training use; no
+   verifiers is imported, so the command works beside verifiers 0.3, 0.4 or none).
 2. `--dry-run` stops here: each task's server is started and its tools checked (`hud_vf_gym.cli.eval.dry_run`).
 3. Plan one rollout per (task, rollout index); with `--resume`, drop the pairs already in `results.jsonl`.
 4. Open the model: the embedded SmolLM2 or a `--model-path` folder in process (`hud_vf_gym.local_model.endpoint`), or an
-   OpenAI-compatible `--base-url`; both reach the rollout loop as a verifiers client.
-5. Run the pending pairs with verifiers' `run_rollout`, `--concurrency` at a time, appending each finished rollout
-   to `results.jsonl` at once (`hud_vf_gym.cli.eval.results`), so a killed run loses only the rollouts in flight.
+   OpenAI-compatible `--base-url`; both reach the rollout loop as an `openai.AsyncOpenAI` client.
+5. Run the pending pairs (`hud_vf_gym.core.chat.run_chat_episode`: verifiers' classic loop and row format),
+   `--concurrency` at a time, appending each finished rollout to `results.jsonl` at once
+   (`hud_vf_gym.cli.eval.results`), so a killed run loses only the rollouts in flight.
 6. Summarise every row in the folder, resumed ones included (`hud_vf_gym.cli.eval.summary`), and write the summary.
 """
 
@@ -29,9 +31,11 @@ from hud_vf_gym.cli.eval.options import EvalOptions, is_local_url
 from hud_vf_gym.cli.eval.results import ResultsFolder, pair_key
 from hud_vf_gym.cli.eval.summary import render_table, summarize
 from hud_vf_gym.config import load_config
-from hud_vf_gym.env import SUMMARY_KEY, HUDGym
+from hud_vf_gym.core.chat import ChatEndpoint, run_chat_episode
+from hud_vf_gym.core.harness import Harness
 from hud_vf_gym.errors import ConfigError, DependencyNotInstalled, TaskError
 from hud_vf_gym.tasks.loading import TasksetWarning, load_taskset
+from hud_vf_gym.tasks.task import Task
 
 __all__ = ["EvalReport", "EvalOptions", "run_eval"]
 
@@ -50,10 +54,18 @@ class EvalReport:
 
 
 @dataclass(frozen=True, slots=True)
-class _Endpoint:
-    """The model as the rollout loop sees it: a verifiers client and the model name to send."""
+class _Environment:
+    """What the run plays: the harness (config, parser, mapper, sessions) and the tasks, in taskset order."""
 
-    client: Any  # vf.Client
+    harness: Harness
+    tasks: tuple[Task, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    """The model as the rollout loop sees it: an `openai.AsyncOpenAI` client and the model name to send."""
+
+    client: Any
     name: str
     description: dict[str, Any]
 
@@ -65,7 +77,6 @@ class _Pair:
     example_id: int
     rollout_index: int
     task_id: str
-    rollout_input: dict[str, Any]
 
 
 Log = Callable[[str], None]
@@ -112,29 +123,22 @@ async def _run_eval(options: EvalOptions, log: Log) -> EvalReport:
 # -- the environment and the plan -----------------------------------------------------------------------------------
 
 
-def _build_environment(options: EvalOptions) -> tuple[HUDGym, tuple[str, ...]]:
+def _build_environment(options: EvalOptions) -> tuple[_Environment, tuple[str, ...]]:
     """The environment for the options, and the problems of any taskset rows that were skipped."""
     config = load_config(options.config, max_turns=options.max_turns)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TasksetWarning)  # the skipped rows are reported from `problems` instead
         taskset = load_taskset(options.taskset, num_tasks=options.num_tasks)
-    return HUDGym(config, taskset.tasks), taskset.problems
+    if not taskset.tasks:
+        raise ConfigError("the taskset is empty; pass --taskset with at least one valid task")
+    return _Environment(Harness(config), tuple(taskset.tasks)), taskset.problems
 
 
-def _plan(env: HUDGym, rollouts_per_task: int) -> list[_Pair]:
-    """Every (task, rollout index) pair of the run, task by task."""
-    import datasets
-
-    were_disabled = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()  # formatting a few prompts needs no progress bar of its own
-    try:
-        rows = env.get_eval_dataset().to_list()
-    finally:
-        if not were_disabled:
-            datasets.enable_progress_bars()
+def _plan(env: _Environment, rollouts_per_task: int) -> list[_Pair]:
+    """Every (task, rollout index) pair of the run, task by task (a task's index is its `example_id`)."""
     return [
-        _Pair(int(row["example_id"]), index, env.tasks[int(row["example_id"])].id, row)
-        for row in rows
+        _Pair(example_id, index, task.id)
+        for example_id, task in enumerate(env.tasks)
         for index in range(rollouts_per_task)
     ]
 
@@ -167,9 +171,7 @@ def _pending_pairs(folder: ResultsFolder, pairs: list[_Pair], *, resuming: bool)
 
 @contextlib.asynccontextmanager
 async def _open_model(options: EvalOptions, log: Log) -> AsyncIterator[_Endpoint]:
-    """The verifiers client for the options' model; its HTTP client is closed afterwards."""
-    import verifiers as vf
-
+    """The client for the options' model; its HTTP client is closed afterwards."""
     if options.base_url is not None:
         openai_client = _endpoint_client(options)
         name = str(options.model)
@@ -177,7 +179,7 @@ async def _open_model(options: EvalOptions, log: Log) -> AsyncIterator[_Endpoint
     else:
         openai_client, name, description = await _local_client(options, log)
     try:
-        yield _Endpoint(vf.OpenAIChatCompletionsClient(openai_client), name, description)
+        yield _Endpoint(openai_client, name, description)
     finally:
         await openai_client.close()
 
@@ -224,7 +226,13 @@ async def _local_client(options: EvalOptions, log: Log) -> tuple[Any, str, dict[
 
 
 async def _run_pairs(
-    env: HUDGym, endpoint: _Endpoint, pairs: list[_Pair], folder: ResultsFolder, options: EvalOptions, *, total: int
+    env: _Environment,
+    endpoint: _Endpoint,
+    pairs: list[_Pair],
+    folder: ResultsFolder,
+    options: EvalOptions,
+    *,
+    total: int,
 ) -> None:
     """Run the pairs `--concurrency` at a time, appending each result as it finishes, with a progress bar."""
     from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
@@ -259,18 +267,11 @@ def _sampling_args(options: EvalOptions, rollout_index: int) -> dict[str, Any]:
     return sampling
 
 
-async def _run_pair(env: HUDGym, endpoint: _Endpoint, pair: _Pair, options: EvalOptions) -> dict[str, Any]:
+async def _run_pair(env: _Environment, endpoint: _Endpoint, pair: _Pair, options: EvalOptions) -> dict[str, Any]:
     """One rollout, scored, as a results row; an unexpected failure becomes that row's infrastructure error."""
+    chat = ChatEndpoint(endpoint.client, endpoint.name, _sampling_args(options, pair.rollout_index))
     try:
-        output = await env.run_rollout(
-            pair.rollout_input,
-            endpoint.client,
-            endpoint.name,
-            _sampling_args(options, pair.rollout_index),
-            max_retries=0,
-            state_columns=[SUMMARY_KEY],
-        )
-        row: dict[str, Any] = dict(output)
+        row = await run_chat_episode(env.harness, env.tasks[pair.example_id], chat, example_id=pair.example_id)
     except (ConfigError, TaskError, DependencyNotInstalled):
         raise  # a user error stops the whole run with its message: every other rollout would fail the same way
     except Exception as exc:  # the rollout boundary: recorded as this rollout's infrastructure error, not scored
@@ -294,7 +295,9 @@ def _failed_row(pair: _Pair, exc: BaseException) -> dict[str, Any]:
 # -- dry run --------------------------------------------------------------------------------------------------------
 
 
-async def _dry_run(env: HUDGym, skipped_rows: tuple[str, ...], output: Path, concurrency: int, log: Log) -> EvalReport:
+async def _dry_run(
+    env: _Environment, skipped_rows: tuple[str, ...], output: Path, concurrency: int, log: Log
+) -> EvalReport:
     """Check every task's server and tools; the exit status is non-zero when any task is broken."""
     try:
         checks = await check_tasks(env.harness, env.tasks, concurrency=concurrency)

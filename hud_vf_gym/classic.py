@@ -1,0 +1,133 @@
+"""The verifiers classic (0.3.x) API, bridged for HUDGym: the parser, the rubric and the infrastructure errors.
+
+The core (harness, rubric scoring, runtime, Gym env, trainer, CLI) imports no verifiers; this module and `env.py`
+(HUDGym, `load_environment`) are the only ones that import the classic API, which verifiers 0.4 removed.
+
+- `ToolXMLParser`: the core's `TurnParser` that is also a verifiers `XMLParser` (`parse`, `parse_answer`, and a
+  `get_format_reward_func` scored like the rubric's tag score).
+- `HUDRubric`: the core's five components and count metrics (`core.rubric`) as a verifiers `Rubric`.
+- `classic_errors()`: turns an `MCPServerError` escaping a HUDGym hook into the same error that is also a verifiers
+  `InfraError`, so verifiers records it in `state["error"]`, retries it where configured and keeps the rollout out
+  of training. Each bridged class keeps its name (`ServerConnectionError`), so result rows read as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import verifiers as vf
+
+from hud_vf_gym import errors
+from hud_vf_gym.config import ParserConfig, RubricConfig
+from hud_vf_gym.core.parser import TurnParser, assistant_texts
+from hud_vf_gym.core.rubric import COMPONENTS, METRICS
+
+__all__ = ["HUDRubric", "ToolXMLParser", "as_infra_error", "classic_errors"]
+
+
+class ToolXMLParser(TurnParser, vf.XMLParser):  # type: ignore[misc]  # verifiers ships no type information
+    """Parses `<think>`/`<tool>` turns into calls; a verifiers `XMLParser` with the same `parse`/`parse_answer`.
+
+    Args:
+        use_thinking: whether the model is asked to think in `<think>` before each `<tool>`.
+    """
+
+    def __init__(self, use_thinking: bool = True) -> None:
+        """Set up the fields `think` (when thinking) and `tool`; `tool` is the answer field."""
+        vf.XMLParser.__init__(self, fields=["think", "tool"] if use_thinking else ["tool"], answer_field="tool")
+        TurnParser.__init__(self, use_thinking)
+
+    def get_format_reward_func(self) -> Callable[..., float]:
+        """Return a reward function scoring the mean tag format of every assistant message in a completion."""
+
+        def format_reward_func(completion: vf.Messages, **kwargs: Any) -> float:
+            scores = [self.parse_turn(text).xml_score for text in assistant_texts(completion)]
+            return sum(scores) / len(scores) if scores else 0.0
+
+        return format_reward_func
+
+
+class HUDRubric(vf.Rubric):  # type: ignore[misc]  # verifiers ships no type information
+    """The five weighted components plus count metrics, configured from a config's `rubric` and `parser` sections.
+
+    Args:
+        rubric_config: weights and thinking bounds.
+        parser_config: the xml/action split of format_compliance.
+        parser: the turn parser (verifiers passes it to reward functions as `parser`).
+    """
+
+    def __init__(self, rubric_config: RubricConfig, parser_config: ParserConfig, parser: TurnParser) -> None:
+        """Register every component with its weight and every count as a zero-weight metric."""
+        weights = rubric_config.weights.model_dump()
+        super().__init__(
+            funcs=list(COMPONENTS.values()),
+            weights=[weights[name] for name in COMPONENTS],
+            parser=parser,
+        )
+        for metric in METRICS:
+            self.add_metric(metric)
+        # injected by name into the functions that declare these parameters
+        self.add_class_object("parser_config", parser_config)
+        self.add_class_object("thinking_bounds", rubric_config.thinking)
+
+    @property
+    def weights_by_name(self) -> dict[str, Any]:
+        """The weight of each component, by name."""
+        return dict(zip(COMPONENTS, self.weights, strict=False))
+
+
+# -- infrastructure errors as verifiers InfraErrors -----------------------------------------------------------------
+
+
+class MCPServerError(errors.MCPServerError, vf.InfraError):  # type: ignore[misc]
+    """`errors.MCPServerError`, also a verifiers `InfraError`."""
+
+
+class ServerStartError(errors.ServerStartError, MCPServerError):
+    """`errors.ServerStartError`, also a verifiers `InfraError`."""
+
+
+class ServerTimeoutError(errors.ServerTimeoutError, MCPServerError):
+    """`errors.ServerTimeoutError`, also a verifiers `InfraError`."""
+
+
+class ServerConnectionError(errors.ServerConnectionError, MCPServerError):
+    """`errors.ServerConnectionError`, also a verifiers `InfraError`."""
+
+
+class TaskSetupError(errors.TaskSetupError, MCPServerError):
+    """`errors.TaskSetupError`, also a verifiers `InfraError`."""
+
+
+_BRIDGES: dict[type[errors.MCPServerError], type[MCPServerError]] = {
+    errors.ServerStartError: ServerStartError,
+    errors.ServerTimeoutError: ServerTimeoutError,
+    errors.ServerConnectionError: ServerConnectionError,
+    errors.TaskSetupError: TaskSetupError,
+}
+
+
+def as_infra_error(exc: errors.MCPServerError) -> errors.MCPServerError:
+    """The same error as an instance of its bridged class (a verifiers `InfraError` too), cause and traceback kept."""
+    if isinstance(exc, MCPServerError):  # bridged already
+        return exc
+    bridge = next((_BRIDGES[cls] for cls in type(exc).__mro__ if cls in _BRIDGES), MCPServerError)
+    bridged = bridge(*exc.args)
+    bridged.__cause__, bridged.__context__ = exc.__cause__, exc.__context__
+    bridged.__suppress_context__ = exc.__suppress_context__
+    bridged.__traceback__ = exc.__traceback__
+    return bridged
+
+
+@contextmanager
+def classic_errors() -> Iterator[None]:
+    """Re-raise an `MCPServerError` from the block as `as_infra_error(error)`, for verifiers to record."""
+    try:
+        yield
+    except errors.MCPServerError as exc:
+        bridged = as_infra_error(exc)
+        if bridged is exc:
+            raise
+        raise bridged from exc.__cause__

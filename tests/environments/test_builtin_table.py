@@ -25,7 +25,7 @@ import pytest
 import hud_vf_gym
 from hud_vf_gym import ConfigError
 from hud_vf_gym.config import builtin_config_names, load_config, resolve_config_path
-from hud_vf_gym.env import SUMMARY_KEY
+from hud_vf_gym.core.chat import SUMMARY_KEY
 from hud_vf_gym.environments.registry import (
     BUILTINS,
     BuiltinEnvironment,
@@ -242,6 +242,7 @@ def test_builtin_table_row_makes_names_and_gym_id(throwaway: Throwaway) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.classic
 async def test_builtin_table_row_runs_through_load_environment(throwaway: Throwaway, serve: Serve) -> None:
     env = hud_vf_gym.load_environment(taskset=throwaway.name, config_path=throwaway.name)
     try:

@@ -18,6 +18,7 @@ import pytest
 from hud_vf_gym.config import Timeouts, parse_config
 from hud_vf_gym.core.grade import extract_grade, is_failed_tool_result
 from hud_vf_gym.errors import ConfigError, ServerConnectionError, ServerStartError, ServerTimeoutError
+from hud_vf_gym.runtime.mcp_compat import MCP_MAJOR
 from hud_vf_gym.runtime.session import MCPSession
 from hud_vf_gym.types import Grade, ImageData, ToolResult
 from tests.support import ECHO_SERVER, TINY_SERVER, new_marker, processes_with
@@ -25,6 +26,8 @@ from tests.support import ECHO_SERVER, TINY_SERVER, new_marker, processes_with
 # Bounds every test against hangs. A cold server start (importing mcp) takes about half a second; a hang is the
 # only thing that gets near this.
 HANG_GUARD_S = 30
+# what the SDK answers when a tool raises: mcp 2 no longer sends the exception's text (it logs it instead)
+CRASH_TEXT = "Error executing tool raise_error" + (": the tool broke" if MCP_MAJOR == 1 else "")
 # A server that never answers `initialize` (and exits when its stdin closes).
 SILENT_SERVER = "import sys; sys.stdin.read()"
 ECHO_TOOLS = [
@@ -92,7 +95,7 @@ async def test_session_lists_tools_by_server_name(echo_session: MCPSession) -> N
     [
         ("echo", {"text": "hi"}, ToolResult(text="hi", structured={"result": "hi"})),
         ("fail", {}, ToolResult(text="ERROR: Cannot move left - no valid moves in that direction")),
-        ("raise_error", {}, ToolResult(text="Error executing tool raise_error: the tool broke", is_error=True)),
+        ("raise_error", {}, ToolResult(text=CRASH_TEXT, is_error=True)),
         ("needs_login", {}, ToolResult(text="URL elicitation required", is_error=True)),
         ("grade_text", {"grade": 0.5}, ToolResult(text='{"grade": 0.5, "done": false}')),
     ],

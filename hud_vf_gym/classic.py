@@ -17,14 +17,32 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import verifiers as vf
-
 from hud_vf_gym import errors
+
+try:
+    import verifiers as vf
+
+    # bound once: every `vf.X` access runs verifiers' lazy __getattr__; verifiers 0.4 has neither
+    from verifiers import MultiTurnEnv, SystemMessage, UserMessage
+except ImportError as exc:  # no verifiers, or verifiers 0.4 (v1 only)
+    raise errors.DependencyNotInstalled(
+        "HUDGym needs verifiers' classic API (verifiers 0.3.x): pip install 'hud-vf-gym[classic]'. "
+        "With verifiers 0.4 use the v1 taskset instead: vf-eval hud_vf_gym.v1 (pip install 'hud-vf-gym[v1]')"
+    ) from exc
 from hud_vf_gym.config import ParserConfig, RubricConfig
 from hud_vf_gym.core.parser import TurnParser, assistant_texts
 from hud_vf_gym.core.rubric import COMPONENTS, METRICS
 
-__all__ = ["HUDRubric", "ToolXMLParser", "as_infra_error", "classic_errors"]
+__all__ = [
+    "HUDRubric",
+    "MultiTurnEnv",
+    "SystemMessage",
+    "ToolXMLParser",
+    "UserMessage",
+    "as_infra_error",
+    "classic_errors",
+    "vf",
+]
 
 
 class ToolXMLParser(TurnParser, vf.XMLParser):  # type: ignore[misc]  # verifiers ships no type information

@@ -10,10 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import verifiers as vf
-from verifiers import SystemMessage, UserMessage  # bound once: every `vf.X` access runs verifiers' lazy __getattr__
-
-from hud_vf_gym.classic import HUDRubric, ToolXMLParser, as_infra_error, classic_errors
+# first: a clear DependencyNotInstalled without verifiers' classic API (none installed, or verifiers 0.4)
+from hud_vf_gym.classic import (
+    HUDRubric,
+    MultiTurnEnv,
+    SystemMessage,
+    ToolXMLParser,
+    UserMessage,
+    as_infra_error,
+    classic_errors,
+    vf,
+)
 from hud_vf_gym.config import EnvConfig, load_config
 from hud_vf_gym.core.actions import ActionMapper
 from hud_vf_gym.core.chat import SUMMARY_KEY  # a JSON-ready summary of the EpisodeRecord, for `state_columns`
@@ -31,7 +38,7 @@ EPISODE_KEY = "hud_task_episode"  # the rollout's TaskEpisode (holds the open MC
 TASK_KEY = "hud_task"  # the rollout's Task
 
 
-class HUDGym(vf.MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type information
+class HUDGym(MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type information
     """Any HUD task as a multi-turn environment: the model acts in text, the MCP server plays and grades.
 
     ## Description

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from hud_vf_gym.config import LIFECYCLE_TOOLS, EnvConfig
 from hud_vf_gym.core.actions import ActionError, ActionErrorKind, ActionMapper
 from hud_vf_gym.core.grade import extract_grade, is_failed_tool_result
-from hud_vf_gym.core.parser import TurnParser
+from hud_vf_gym.core.parser import ParsedCall, ParsedTurn, TurnParser
 from hud_vf_gym.core.record import EpisodeRecord, TurnOutcome, TurnRecord
 from hud_vf_gym.environments import SETUP_RESETS_STATE_META
 from hud_vf_gym.errors import ConfigError, TaskSetupError
@@ -227,6 +227,23 @@ class TaskEpisode:
     def record_turn(self, text: str) -> TurnRecord:
         """Parse one model message and add it to the record (not yet acted on)."""
         turn = TurnRecord(index=len(self.record.turns), parsed=self.harness.parser.parse_turn(text))
+        self.record.turns.append(turn)
+        return turn
+
+    def record_call(self, call: ParsedCall) -> TurnRecord:
+        """Add a native (function-calling) tool call as a turn: well-formed by construction, so its tag score is 1."""
+        parsed = ParsedTurn(
+            think=None,
+            tool_text=call.format(),
+            call=call,
+            error=None,
+            tool_tags=1,
+            tool_closed=True,
+            think_closed=False,
+            stray_text=False,
+            xml_score=1.0,
+        )
+        turn = TurnRecord(index=len(self.record.turns), parsed=parsed)
         self.record.turns.append(turn)
         return turn
 

@@ -53,6 +53,7 @@ __all__ = [
     "call_tool_request",
     "create_server",
     "error_message",
+    "http_app",
     "input_schema",
     "is_error",
     "lowlevel_server",
@@ -121,6 +122,23 @@ def run_server(server: MCPServer, transport: str = "stdio", *, host: str = "127.
     else:
         server.settings.host, server.settings.port = host, port
         server.run(cast("Any", transport))
+
+
+def http_app(server: MCPServer) -> Any:
+    """The server as a stateless streamable HTTP ASGI app (JSON responses, path `/mcp`) for 127.0.0.1 clients.
+
+    mcp 1 reads these settings from `server.settings`; mcp 2 takes them as `streamable_http_app()` arguments.
+    """
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    security = TransportSecuritySettings(enable_dns_rebinding_protection=False)  # reached on 127.0.0.1 only
+    if MCP_MAJOR >= 2:
+        return cast("Any", server).streamable_http_app(
+            json_response=True, stateless_http=True, transport_security=security
+        )
+    server.settings.json_response, server.settings.stateless_http = True, True
+    server.settings.transport_security = security
+    return server.streamable_http_app()
 
 
 # -- errors and field reads ---------------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ async def run_chat_episode(harness: Harness, task: Task, endpoint: ChatEndpoint,
             async with asyncio.timeout(config.timeouts.rollout_s):
                 await _play(episode, endpoint, prompt, completion, usage, timing, state)
         except TimeoutError:  # verifiers still grades a rollout that ran out of time
-            state.update(stop_condition="timeout_reached", is_truncated=True)
+            state["stop_condition"] = "timeout_reached"
         except MCPServerError as exc:
             state.update(stop_condition="has_error", error=_error_data(type(exc).__name__, exc))
         except _ModelError as exc:
@@ -130,7 +130,15 @@ async def run_chat_episode(harness: Harness, task: Task, endpoint: ChatEndpoint,
     scoring_start = time.time()
     score = score_episode(episode.record, config)
     timing.phases["scoring"] = (scoring_start, time.time())
-    metrics = {**score.components, **score.metrics}
+    # verifiers' MultiTurnEnv adds `num_turns` (its trajectory's length: the model's replies) to every rollout
+    replies = sum(1 for message in completion if message["role"] == "assistant")
+    metrics = {**score.components, **score.metrics, "num_turns": float(replies)}
+    errors = {}
+    if state["error"] is not None:  # verifiers repeats the chain at the top level of an errored row
+        errors = {
+            "error_chain": state["error"]["error_chain_repr"],
+            "long_error_chain": state["error"]["error_chain_str"],
+        }
     return {
         "example_id": example_id,
         "prompt": prompt,
@@ -146,6 +154,7 @@ async def run_chat_episode(harness: Harness, task: Task, endpoint: ChatEndpoint,
         "tool_defs": [],
         "token_usage": usage,
         **metrics,
+        **errors,
         SUMMARY_KEY: episode.record.to_json(),
     }
 
@@ -173,7 +182,7 @@ async def _play(
         completion.append({"role": "assistant", "content": reply})
         turn = episode.record_turn(reply)
         if 0 < max_turns <= len(episode.record.turns):
-            state.update(stop_condition="max_turns_reached", is_truncated=True)
+            state["stop_condition"] = "max_turns_reached"  # verifiers truncates only a reply cut by its token limit
             return
         env_start = time.time()
         observation = await episode.act(turn)

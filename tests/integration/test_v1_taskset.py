@@ -50,11 +50,13 @@ def text_2048_servers() -> set[int]:
     return found
 
 
-def run_vf_eval(base_url: str, output: Path, *extra: str) -> list[dict[str, Any]]:
+def run_vf_eval(
+    base_url: str, output: Path, *extra: str, tasks: int = TASKS, rollouts: int = ROLLOUTS
+) -> list[dict[str, Any]]:
     """`vf-eval hud_vf_gym` with the null harness on this machine; returns each rollout's trace."""
     vf_eval = str(Path(sys.executable).parent / "vf-eval")
     command = [
-        vf_eval, "hud_vf_gym", "-n", str(TASKS), "-r", str(ROLLOUTS), "-m", "scripted",
+        vf_eval, "hud_vf_gym", "-n", str(tasks), "-r", str(rollouts), "-m", "scripted",
         "--client.base-url", base_url, "--no-push", "--env.agent.harness.id", "null",
         "--env.agent.runtime.type", "subprocess", "-o", str(output), *extra,
     ]  # fmt: skip
@@ -96,3 +98,37 @@ async def test_vf_eval_plays_2048_to_the_classic_grades(serve: Serve, tmp_path: 
     while text_2048_servers() - before and time.monotonic() < deadline:
         await anyio.sleep(0.2)
     assert text_2048_servers() - before == set()
+
+
+def browser_servers() -> set[int]:
+    """Running built-in browser servers (zombies do not count)."""
+    found = set()
+    for process in psutil.process_iter(["cmdline", "status"]):
+        try:
+            cmdline = process.info["cmdline"] or []
+            if process.info["status"] != psutil.STATUS_ZOMBIE and "hud_vf_gym.environments.browser" in cmdline:
+                found.add(process.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.mark.anyio
+async def test_vf_eval_runs_a_browser_task(serve: Serve, tmp_path: Path) -> None:
+    pytest.importorskip("playwright.async_api", reason='needs pip install "hud-vf-gym[browser]"')
+    before = browser_servers()
+    calls = [ToolCallReply("hud_screenshot", {}), ToolCallReply("hud_done", {})]
+    model = serve(FixedRepliesPolicy(calls))
+    extra = ["--env.taskset.taskset", "browser", "--env.taskset.task.config", "default"]
+    [trace] = run_vf_eval(model.base_url, tmp_path / "outputs", *extra, tasks=1, rollouts=1)
+
+    assert trace["ok"], trace["errors"]
+    episode = trace["info"]["hud_episode"]
+    assert [turn["outcome"] for turn in episode["turns"]] == ["executed", "done"]
+    assert episode["grade"]["is_error"] is False and episode["grade"]["reward"] == 0.0  # nothing was clicked
+    # the screenshot came back to the model as an image part of the tool result
+    assert "image_url" in json.dumps(model.requests[-1]["json"]["messages"])
+    deadline = time.monotonic() + 10
+    while browser_servers() - before and time.monotonic() < deadline:
+        await anyio.sleep(0.2)
+    assert browser_servers() - before == set()

@@ -153,7 +153,7 @@ def test_dataset_updates_only_primary_dataset_in_the_lock(
         "validated 3 tasks from tasks.json",
         f"wrote datasets/my-org/new-tasks (columns: {', '.join(HUD_COLUMNS)})",
         "updated hud.lock.yaml: primary_dataset my-org/new-tasks (3 tasks)",
-        'load it with: load_taskset("datasets/my-org/new-tasks")',
+        'load it with: load_environment(taskset="datasets/my-org/new-tasks")',
     ]
     text = lock.read_text(encoding="utf-8")
     before, old_block, after = LOCK_TEXT.partition("primary_dataset:\n  name: my-org/old-tasks\n")

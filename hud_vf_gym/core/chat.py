@@ -115,6 +115,7 @@ async def run_chat_episode(harness: Harness, task: Task, endpoint: ChatEndpoint,
             state["stop_condition"] = "timeout_reached"
         except MCPServerError as exc:
             state.update(stop_condition="has_error", error=_error_data(type(exc).__name__, exc))
+            episode.record.infra_error = str(exc)
         except _ModelError as exc:
             state.update(stop_condition="has_error", error=_error_data(exc.kind, exc))
         if state["error"] is None:
@@ -122,10 +123,9 @@ async def run_chat_episode(harness: Harness, task: Task, endpoint: ChatEndpoint,
                 await episode.evaluate()
             except MCPServerError as exc:
                 state.update(error=_error_data(type(exc).__name__, exc))
+                episode.record.infra_error = str(exc)
     finally:  # also after a user error or a cancellation, which propagate
         await episode.close()
-    if state["error"] is not None:
-        episode.record.infra_error = state["error"]["message"]
     timing.phases["generation"] = (generation_start, time.time())
     scoring_start = time.time()
     score = score_episode(episode.record, config)

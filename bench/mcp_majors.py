@@ -4,7 +4,8 @@ For the interpreter it runs in, it times on the built-in 2048 server:
 
 - server start: `MCPSession.open` of a fresh server (initialize + tools/list), median of a few;
 - session call: one `MCPSession.call_tool("move")` round trip (the MCP layer only);
-- harness turn: one `TaskEpisode.step("<tool>left()</tool>")` (parse, map, call, classify: a whole turn).
+- harness turn: one `TaskEpisode.step("<tool>left()</tool>")` (parse, map, call, classify: a whole turn), and the
+  2048 server's own CPU per turn over the same turns.
 
 Each call gives wall time and the event loop thread's CPU time (far less sensitive to machine load); the table
 shows medians. With `--pythons`, the script runs itself under each interpreter (a venv with mcp 1.x, one with
@@ -25,6 +26,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from lib.bare_floor import time_session_calls
 from lib.common import SERVER_ARGS, SERVER_COMMAND, Sample
@@ -50,7 +53,7 @@ async def _time_starts() -> list[float]:
     return starts
 
 
-async def _time_turns(count: int) -> list[Sample]:
+async def _time_turns(count: int) -> tuple[list[Sample], float]:
     from hud_vf_gym.config import load_config
     from hud_vf_gym.core.harness import Harness
     from hud_vf_gym.tasks.loading import load_taskset
@@ -61,22 +64,26 @@ async def _time_turns(count: int) -> list[Sample]:
     samples: list[Sample] = []
     try:
         await episode.start()
+        assert episode.session is not None
+        server = psutil.Process(episode.session.process_groups[0])  # the server leads its process group
+        server_cpu = sum(server.cpu_times()[:2])
         moves = ["<tool>left()</tool>", "<tool>down()</tool>", "<tool>right()</tool>", "<tool>up()</tool>"]
         for index in range(count):
             wall, cpu = time.perf_counter(), time.thread_time()
             await episode.step(moves[index % len(moves)])
             samples.append((time.perf_counter() - wall, time.thread_time() - cpu))
+        server_cpu = sum(server.cpu_times()[:2]) - server_cpu
     finally:
         await episode.close()
         await harness.close_all()
-    return samples
+    return samples, server_cpu / count
 
 
 def measure(calls: int) -> dict[str, Any]:
     """This interpreter's numbers."""
     starts = asyncio.run(_time_starts())
     session = asyncio.run(time_session_calls(calls))
-    turns = asyncio.run(_time_turns(calls))
+    turns, server_cpu_s = asyncio.run(_time_turns(calls))
     return {
         "python": sys.executable,
         "mcp": metadata.version("mcp"),
@@ -85,6 +92,7 @@ def measure(calls: int) -> dict[str, Any]:
         "session_cpu_ms": _median_ms(session, 1),
         "turn_ms": _median_ms(turns, 0),
         "turn_cpu_ms": _median_ms(turns, 1),
+        "server_cpu_ms": server_cpu_s * 1000,
     }
 
 
@@ -99,13 +107,13 @@ def compare(pythons: list[str], calls: int) -> None:
         rows.append(json.loads(completed.stdout.strip().splitlines()[-1]))
     base = rows[0]
     print(f"2048 server, {calls} calls each, medians (ratio against mcp {base['mcp']})")
-    print("| mcp | server start s | session call ms (cpu) | harness turn ms (cpu) |")
-    print("|---|---|---|---|")
+    print("| mcp | server start s | session call ms (cpu) | harness turn ms (cpu) | server cpu ms per turn |")
+    print("|---|---|---|---|---|")
     for row in rows:
         ratio = row["turn_cpu_ms"] / base["turn_cpu_ms"]
         print(
             f"| {row['mcp']} | {row['start_s']:.2f} | {row['session_ms']:.2f} ({row['session_cpu_ms']:.2f}) | "
-            f"{row['turn_ms']:.2f} ({row['turn_cpu_ms']:.2f}, x{ratio:.2f}) |"
+            f"{row['turn_ms']:.2f} ({row['turn_cpu_ms']:.2f}, x{ratio:.2f}) | {row['server_cpu_ms']:.2f} |"
         )
 
 

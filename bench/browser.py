@@ -6,9 +6,11 @@ Work units:
    timed `--calls` times as a client sees it (MCP round trip + the action + the settle wait + the screenshot or the
    text description). `setup` and `evaluate` are timed the same way, for our page and for a MiniWoB++ page; server
    start is spawn + initialize + the first setup (which waits for the browser launch).
-2. rollouts/s: `HUDGym` + verifiers' `env.evaluate` with the default config, a fresh server (and Chromium) per
-   rollout as HUD tasks demand, and a fixed 6-turn policy (screenshot, click, type, key, scroll, done) behind
-   `ScriptedChatServer`, on the first tasks of the built-in `browser` taskset.
+2. rollouts/s: `HUDGym` + verifiers' `env.evaluate` with the default config and a fixed 6-turn policy (screenshot,
+   click, type, key, scroll, done) behind `ScriptedChatServer`, on the first tasks of the built-in `browser`
+   taskset, at each concurrency twice: a fresh server (and Chromium) per rollout (`sessions.reuse: false`, the
+   baseline) and a warm one per slot (`per_slot`: the same browser, a new context per rollout's setup). Warm
+   includes starting its pool. Both must give the same rewards, and no Chromium may be left after the close.
 
 Run: `python bench/browser.py [--calls 20] [--rollouts 8] [--concurrency 1 4] [--json PATH] [--quick]`
 """
@@ -25,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import psutil
 import verifiers as vf
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -122,23 +125,38 @@ async def measure_actions(calls: int) -> tuple[dict[str, list[float]], dict[str,
     return results, sizes
 
 
-async def measure_rollouts(rollouts: int, concurrency: int) -> tuple[float, list[dict[str, Any]]]:
-    """Run `rollouts` rollouts at `concurrency`; return the wall time and the outputs."""
+async def measure_rollouts(rollouts: int, concurrency: int, reuse: Any) -> tuple[float, list[dict[str, Any]], int]:
+    """Run `rollouts` rollouts at `concurrency`; return the wall time, the outputs and the Chromiums left after."""
     tasks = load_taskset("browser").tasks[:rollouts]
-    env = HUDGym(load_config("default", max_turns=len(ROLLOUT_REPLIES)), tasks)
+    env = HUDGym(load_config("default", max_turns=len(ROLLOUT_REPLIES), session_reuse=reuse), tasks)
     with ScriptedChatServer(FixedRepliesPolicy(list(ROLLOUT_REPLIES))) as chat:
         async with AsyncOpenAI(base_url=chat.base_url, api_key="x", max_retries=0) as openai_client:
             started = time.perf_counter()
-            results = await env.evaluate(
-                vf.OpenAIChatCompletionsClient(openai_client),
-                "scripted",
-                sampling_args=SAMPLING,
-                num_examples=-1,
-                rollouts_per_example=1,
-                max_concurrent=concurrency,
-            )
-            elapsed = time.perf_counter() - started
-    return elapsed, list(results["outputs"])
+            try:
+                results = await env.evaluate(
+                    vf.OpenAIChatCompletionsClient(openai_client),
+                    "scripted",
+                    sampling_args=SAMPLING,
+                    num_examples=-1,
+                    rollouts_per_example=1,
+                    max_concurrent=concurrency,
+                )
+                elapsed = time.perf_counter() - started
+            finally:
+                await env.harness.close_all()  # the warm servers (and their browsers) close with the environment
+    return elapsed, list(results["outputs"]), len(_chromium_left())
+
+
+def _chromium_left() -> list[psutil.Process]:
+    """Chromium processes this bench started that still run (children of its servers, at any depth)."""
+    left = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "chrom" in child.name() and child.status() != psutil.STATUS_ZOMBIE:
+                left.append(child)
+        except psutil.Error:
+            continue
+    return left
 
 
 async def main(options: argparse.Namespace) -> dict[str, Any]:
@@ -154,20 +172,28 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
         "\nScreenshot PNG size (1280x800): "
         + ", ".join(f"{task} {size / 1024:.0f} KiB" for task, size in sizes.items())
     )
-    print(f"\nRollouts through HUDGym (default config, {len(ROLLOUT_REPLIES)} turns, fresh server per rollout):")
+    print(f"\nRollouts through HUDGym (default config, {len(ROLLOUT_REPLIES)} turns; warm includes its pool's start):")
     for concurrency in options.concurrency:
-        elapsed, outputs = await measure_rollouts(options.rollouts, concurrency)
-        errors = sum(output.get("error") is not None for output in outputs)
-        rate = len(outputs) / elapsed
-        report["rollouts"][str(concurrency)] = {"rollouts": len(outputs), "seconds": elapsed, "per_second": rate}
-        summary = f"{len(outputs)} rollouts in {elapsed:6.1f} s = {rate:5.2f} rollouts/s, {errors} errors"
-        print(f"  c={concurrency}: {summary}")
+        rewards = {}
+        for label, reuse in (("fresh", False), ("warm", "per_slot")):
+            elapsed, outputs, left = await measure_rollouts(options.rollouts, concurrency, reuse)
+            errors = sum(output.get("error") is not None for output in outputs)
+            rate = len(outputs) / elapsed
+            rewards[label] = sorted((output["example_id"], output["reward"]) for output in outputs)
+            report["rollouts"][f"{label} c={concurrency}"] = {
+                "rollouts": len(outputs), "seconds": elapsed, "per_second": rate, "chromium_left": left,
+            }  # fmt: skip
+            summary = f"{len(outputs)} rollouts in {elapsed:6.1f} s = {rate:5.2f} rollouts/s, {errors} errors"
+            print(f"  {label:5s} c={concurrency}: {summary}, {left} Chromium left after close")
+        fresh, warm = (report["rollouts"][f"{label} c={concurrency}"]["per_second"] for label in ("fresh", "warm"))
+        same = rewards["fresh"] == rewards["warm"]
+        print(f"  c={concurrency}: warm / fresh = {warm / fresh:.2f}x, same rewards per task: {same}")
     return report
 
 
 def make_parser() -> argparse.ArgumentParser:
     """Build the command-line parser."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None, allow_abbrev=False)
     parser.add_argument("--calls", type=int, default=20, help="Timed calls per action (default 20).")
     parser.add_argument("--rollouts", type=int, default=8, help="Rollouts per concurrency level (default 8).")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4], help="Concurrency levels (1 4).")

@@ -36,14 +36,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-TRAIN_TASKS = ("2048_3x3_target_16", "2048_3x3_target_32", "2048_3x3_target_64", "2048_3x3_target_128")
+from lib.grpo import FEW_SHOT, TRAIN_TASKS, TrainSettings, build_trainer, instrument, load_tasks
+from lib.memory import GIB, PhaseMeter
+
 HELD_OUT_TASKS = ("2048_3x3_target_256", "2048_target_16", "2048_target_32", "2048_target_64")
-FEW_SHOT = Path("configs/train/2048-few-shot.json")  # two example turns; without them SmolLM2 writes no tool call
 
 
 def parse_args() -> argparse.Namespace:
     """The bench's options (defaults sized for about 10-15 minutes on 2 idle cores)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--steps", type=int, default=12, help="GRPO optimizer steps.")
     parser.add_argument("--num-generations", type=int, default=4, help="Rollouts per task in a GRPO group.")
     parser.add_argument("--batch", type=int, default=4, help="Rollouts per step (a multiple of --num-generations).")
@@ -56,14 +57,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="Seed for training and evaluation sampling.")
     parser.add_argument("--output", type=Path, default=Path("outputs/learn-cpu"), help="Folder for results.")
     return parser.parse_args()
-
-
-def load_tasks(names: tuple[str, ...]) -> list[Any]:
-    """The named built-in 2048 tasks."""
-    from hud_vf_gym.tasks.loading import load_taskset
-
-    by_id = {task.id: task for task in load_taskset("2048").tasks}
-    return [by_id[name] for name in names]
 
 
 async def evaluate(
@@ -81,7 +74,7 @@ async def evaluate(
     env = HUDGym(config, tasks, few_shot=few_shot or None)
     openai_client = local_openai_client(LocalChatModel(model, tokenizer, name="smollm2", folder=folder))
     client = vf.OpenAIChatCompletionsClient(openai_client)
-    slots = asyncio.Semaphore(4)  # generation is serialised by the model's lock; servers work meanwhile
+    slots = asyncio.Semaphore(4)  # the endpoint decodes the concurrent rollouts' turns together
 
     async def one(row: dict[str, Any], index: int) -> dict[str, Any]:
         sampling = {"temperature": args.eval_temperature, "max_tokens": args.turn_tokens, "seed": args.seed + index}
@@ -111,59 +104,26 @@ def component_table(before: dict[str, Any], after: dict[str, Any]) -> str:
 
 
 def train(
-    model: Any, tokenizer: Any, config: Any, tasks: list[Any], few_shot: list[Any], args: Any
+    model: Any, tokenizer: Any, config: Any, tasks: list[Any], few_shot: list[Any], args: Any, meter: PhaseMeter
 ) -> tuple[Any, list[float]]:
     """GRPO with HUDRollout for `--steps` steps; returns the trainer and each step's wall time."""
-    from transformers import TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
-
-    from hud_vf_gym.training import HUDRollout, reward_functions, training_dataset
-
-    step_times: list[float] = []
-
-    class StepTimer(TrainerCallback):  # type: ignore[misc]
-        def on_step_begin(self, *_: Any, **__: Any) -> None:
-            self.started = time.perf_counter()
-
-        def on_step_end(self, *_: Any, **__: Any) -> None:
-            step_times.append(time.perf_counter() - self.started)
-
-    reward_funcs, reward_weights = reward_functions(config.rubric.weights)
-    grpo_args = GRPOConfig(
-        output_dir=str(args.output / "trainer"),
-        use_cpu=True,
-        bf16=False,
-        max_steps=args.steps,
-        per_device_train_batch_size=args.batch,
+    settings = TrainSettings(
+        steps=args.steps,
         num_generations=args.num_generations,
-        max_completion_length=args.max_turns * (args.turn_tokens + 200),  # turns plus 3x3 board observations
+        batch=args.batch,
         learning_rate=args.learning_rate,
-        lr_scheduler_type="constant",
-        beta=0.0,
-        temperature=1.0,
-        logging_steps=1,
-        report_to="none",
-        save_strategy="no",
-        gradient_checkpointing=False,
-        reward_weights=reward_weights,
+        max_turns=args.max_turns,
+        turn_tokens=args.turn_tokens,
         seed=args.seed,
+        output=args.output,
     )
-    model.train()
-    rollout = HUDRollout(config, tasks, turn_tokens=args.turn_tokens, few_shot=few_shot)
-    trainer = GRPOTrainer(
-        model=model,
-        processing_class=tokenizer,
-        reward_funcs=reward_funcs,
-        args=grpo_args,
-        train_dataset=training_dataset(tasks),
-        rollout_func=rollout,
-        callbacks=[StepTimer()],
-    )
+    trainer, rollout, clock = build_trainer(model, tokenizer, config, tasks, few_shot, settings)
+    instrument(trainer, rollout, meter)
     try:
         trainer.train()
     finally:
         rollout.close()
-    return trainer, step_times
+    return trainer, clock.wall
 
 
 def training_curve(trainer: Any) -> str:
@@ -192,27 +152,35 @@ def main() -> None:
     from hud_vf_gym.local_model.model import resolve_model_folder
     from hud_vf_gym.training import load_few_shot
 
+    meter = PhaseMeter()
     torch.manual_seed(args.seed)
     args.output.mkdir(parents=True, exist_ok=True)
     folder = resolve_model_folder(None)
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
+    with meter.phase("load model"):
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
     config = load_config("2048", max_turns=args.max_turns)
     train_tasks, held_out = load_tasks(TRAIN_TASKS), load_tasks(HELD_OUT_TASKS)
     few_shot = [] if str(args.few_shot) == "none" else load_few_shot(args.few_shot)
 
     results: dict[str, Any] = {"args": {key: str(value) for key, value in vars(args).items()}}
     started = time.perf_counter()
-    results["before"] = before = asyncio.run(evaluate(model, tokenizer, folder, config, held_out, few_shot, args))
+    with meter.phase("evaluate before"):
+        results["before"] = before = asyncio.run(evaluate(model, tokenizer, folder, config, held_out, few_shot, args))
     eval_before_s = time.perf_counter() - started
     save(args.output, results)  # kept even if training fails
-    print(f"evaluated before training in {eval_before_s:.0f} s", flush=True)
+    print(f"evaluated before training in {eval_before_s:.0f} s (peak RSS so far {meter.peak() / GIB:.2f} GiB)")
     started = time.perf_counter()
-    trainer, step_times = train(model, tokenizer, config, train_tasks, few_shot, args)
+    with meter.phase("train"):
+        trainer, step_times = train(model, tokenizer, config, train_tasks, few_shot, args, meter)
     train_s = time.perf_counter() - started
     results.update(log_history=trainer.state.log_history, step_times_s=step_times)
     save(args.output, results)
-    results["after"] = after = asyncio.run(evaluate(trainer.model, tokenizer, folder, config, held_out, few_shot, args))
+    with meter.phase("evaluate after"):
+        results["after"] = after = asyncio.run(
+            evaluate(trainer.model, tokenizer, folder, config, held_out, few_shot, args)
+        )
+    results["memory"] = meter.as_dict()
     save(args.output, results)
 
     from hud_vf_gym.cli.eval.summary import render_table
@@ -229,6 +197,8 @@ def main() -> None:
         f"\nsteps: {len(step_times)}, time per step: mean {statistics.mean(step_times):.1f} s, "
         f"median {statistics.median(step_times):.1f} s (train total {train_s:.0f} s; evaluation {eval_before_s:.0f} s)"
     )
+    print("\n== time and peak resident memory per phase (training phases: every step together) ==")
+    print(meter.table())
 
 
 def save(folder: Path, results: dict[str, Any]) -> None:

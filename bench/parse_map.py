@@ -156,7 +156,7 @@ def profile(repeats: int) -> None:
 
 def main() -> None:
     """Parse the command line and run the benchmark (or the profile)."""
-    arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     arguments.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="Timings per message.")
     arguments.add_argument("--profile", action="store_true", help="Profile with cProfile instead of timing.")
     options = arguments.parse_args()

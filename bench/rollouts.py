@@ -372,7 +372,7 @@ async def profile_batch(env: TimedHUDGym, client: vf.Client) -> None:
 
 def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line; `--quick` shrinks every size for a smoke run."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--rollouts", type=int, default=16, help="Rollouts (distinct seeds) per batch.")
     parser.add_argument("--repeats", type=int, default=3, help="Repeats of every measurement; medians are shown.")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16], help="Concurrency levels.")

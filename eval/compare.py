@@ -136,7 +136,7 @@ def plot(runs: Sequence[Run], output: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line, print the table and write the plot if asked."""
-    parser = argparse.ArgumentParser(description="Compare hud-vf-gym eval result folders.")
+    parser = argparse.ArgumentParser(description="Compare hud-vf-gym eval result folders.", allow_abbrev=False)
     parser.add_argument("folders", nargs="+", type=Path, help="Results folders written by hud-vf-gym eval.")
     parser.add_argument("--labels", help="Comma-separated labels, one per folder (default: the folder names).")
     parser.add_argument("--plot", type=Path, help="Write the reward and turns distributions to this PNG file.")

@@ -6,16 +6,20 @@ The core (harness, rubric scoring, runtime, Gym env, trainer, CLI) imports no ve
 - `ToolXMLParser`: the core's `TurnParser` that is also a verifiers `XMLParser` (`parse`, `parse_answer`, and a
   `get_format_reward_func` scored like the rubric's tag score).
 - `HUDRubric`: the core's five components and count metrics (`core.rubric`) as a verifiers `Rubric`.
-- `classic_errors()`: turns an `MCPServerError` escaping a HUDGym hook into the same error that is also a verifiers
-  `InfraError`, so verifiers records it in `state["error"]`, retries it where configured and keeps the rollout out
-  of training. Each bridged class keeps its name (`ServerConnectionError`), so result rows read as before.
+- `classic_errors()`: turns one of our errors escaping a HUDGym hook into the same error that is also a verifiers
+  error, so verifiers records it in `state["error"]` and keeps the rollout out of training: an infrastructure error
+  (`MCPServerError` and its subclasses, `RolloutTimeoutError` included, and `InferenceError`) becomes a verifiers
+  `InfraError` (retried where configured); a `TaskDefinitionError` or `EvaluationError` a plain `verifiers.Error`
+  (recorded, never retried: the row's mistake or the broken evaluator repeats on every attempt). Each bridged class
+  keeps its name (`ServerConnectionError`), so result rows read as before.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from hud_vf_gym import errors
 
@@ -33,6 +37,8 @@ from hud_vf_gym.config import ParserConfig, RubricConfig
 from hud_vf_gym.core.parser import TurnParser, assistant_texts
 from hud_vf_gym.core.rubric import COMPONENTS, METRICS
 
+E = TypeVar("E", bound=BaseException)
+
 __all__ = [
     "HUDRubric",
     "MultiTurnEnv",
@@ -40,6 +46,7 @@ __all__ = [
     "ToolXMLParser",
     "UserMessage",
     "as_infra_error",
+    "as_verifiers_error",
     "classic_errors",
     "vf",
 ]
@@ -54,6 +61,7 @@ class ToolXMLParser(TurnParser, vf.XMLParser):  # type: ignore[misc]  # verifier
 
     def __init__(self, use_thinking: bool = True) -> None:
         """Set up the fields `think` (when thinking) and `tool`; `tool` is the answer field."""
+        _quiet_think_warning(type(self))  # before XMLParser.__init__, which logs it
         vf.XMLParser.__init__(self, fields=["think", "tool"] if use_thinking else ["tool"], answer_field="tool")
         TurnParser.__init__(self, use_thinking)
 
@@ -65,6 +73,32 @@ class ToolXMLParser(TurnParser, vf.XMLParser):  # type: ignore[misc]  # verifier
             return sum(scores) / len(scores) if scores else 0.0
 
         return format_reward_func
+
+
+class _InapplicableThinkWarning(logging.Filter):
+    """Drops verifiers' XMLParser warning about a 'think' field, and nothing else, on ToolXMLParser's own logger.
+
+    verifiers warns whenever an XMLParser declares `think`, because *its* `parse` fails on a model that leaves the
+    tags out or whose chat template strips them. This parser reads turns with the core's tolerant `parse_turn`: a
+    missing or unclosed `<think>` is scored by format_compliance, never a parsing failure, so the warning does
+    not apply. Every other record of the logger passes, and other XMLParsers still warn.
+    """
+
+    PREFIX = "You have included the 'think' field in the XMLParser"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record except the inapplicable warning."""
+        return not record.getMessage().startswith(self.PREFIX)
+
+
+_THINK_WARNING_FILTER = _InapplicableThinkWarning()
+
+
+def _quiet_think_warning(parser_class: type) -> None:
+    """Attach the filter to the logger verifiers' `Parser.__init__` names after the class (once per class)."""
+    logger = logging.getLogger(f"{vf.Parser.__module__}.{parser_class.__name__}")
+    if _THINK_WARNING_FILTER not in logger.filters:
+        logger.addFilter(_THINK_WARNING_FILTER)
 
 
 class HUDRubric(vf.Rubric):  # type: ignore[misc]  # verifiers ships no type information
@@ -96,7 +130,7 @@ class HUDRubric(vf.Rubric):  # type: ignore[misc]  # verifiers ships no type inf
         return dict(zip(COMPONENTS, self.weights, strict=False))
 
 
-# -- infrastructure errors as verifiers InfraErrors -----------------------------------------------------------------
+# -- our errors as verifiers errors ----------------------------------------------------------------------------------
 
 
 class MCPServerError(errors.MCPServerError, vf.InfraError):  # type: ignore[misc]
@@ -111,6 +145,10 @@ class ServerTimeoutError(errors.ServerTimeoutError, MCPServerError):
     """`errors.ServerTimeoutError`, also a verifiers `InfraError`."""
 
 
+class RolloutTimeoutError(errors.RolloutTimeoutError, ServerTimeoutError):
+    """`errors.RolloutTimeoutError`, also a verifiers `InfraError`."""
+
+
 class ServerConnectionError(errors.ServerConnectionError, MCPServerError):
     """`errors.ServerConnectionError`, also a verifiers `InfraError`."""
 
@@ -119,33 +157,70 @@ class TaskSetupError(errors.TaskSetupError, MCPServerError):
     """`errors.TaskSetupError`, also a verifiers `InfraError`."""
 
 
-_BRIDGES: dict[type[errors.MCPServerError], type[MCPServerError]] = {
+class InferenceError(errors.InferenceError, vf.InfraError):  # type: ignore[misc]
+    """`errors.InferenceError` (the model endpoint failed), also a verifiers `InfraError`."""
+
+
+class TaskDefinitionError(errors.TaskDefinitionError, vf.Error):  # type: ignore[misc]
+    """`errors.TaskDefinitionError`, also a plain verifiers `Error`: recorded, kept out of training, never retried."""
+
+
+class EvaluationError(errors.EvaluationError, vf.Error):  # type: ignore[misc]
+    """`errors.EvaluationError`, also a plain verifiers `Error`: recorded, kept out of training, never retried."""
+
+
+# looked up along the error's own MRO, so a subclass without a bridge of its own gets its parent's
+_BRIDGES: dict[type[errors.HUDGymError], type[errors.HUDGymError]] = {
+    errors.MCPServerError: MCPServerError,
     errors.ServerStartError: ServerStartError,
     errors.ServerTimeoutError: ServerTimeoutError,
+    errors.RolloutTimeoutError: RolloutTimeoutError,
     errors.ServerConnectionError: ServerConnectionError,
     errors.TaskSetupError: TaskSetupError,
+    errors.InferenceError: InferenceError,
+    errors.TaskDefinitionError: TaskDefinitionError,
+    errors.EvaluationError: EvaluationError,
 }
+BRIDGED: tuple[type[errors.HUDGymError], ...] = (
+    errors.MCPServerError,
+    errors.InferenceError,
+    errors.TaskDefinitionError,
+    errors.EvaluationError,
+)
 
 
-def as_infra_error(exc: errors.MCPServerError) -> errors.MCPServerError:
-    """The same error as an instance of its bridged class (a verifiers `InfraError` too), cause and traceback kept."""
-    if isinstance(exc, MCPServerError):  # bridged already
+def as_verifiers_error(exc: E) -> E:
+    """The same error as an instance of its bridged class (a verifiers error too), attributes, cause and traceback kept.
+
+    An error that is a verifiers error already, or that has no bridge (a `ConfigError`), comes back as it is.
+    """
+    if isinstance(exc, vf.Error):  # bridged already
         return exc
-    bridge = next((_BRIDGES[cls] for cls in type(exc).__mro__ if cls in _BRIDGES), MCPServerError)
-    bridged = bridge(*exc.args)
+    bridge = next((_BRIDGES[cls] for cls in type(exc).__mro__ if cls in _BRIDGES), None)
+    if bridge is None:
+        return exc
+    # without calling __init__: TaskDefinitionError's takes keywords; every attribute is copied as it is
+    bridged = bridge.__new__(bridge, *exc.args)
+    bridged.args = exc.args
+    bridged.__dict__.update(exc.__dict__)
     bridged.__cause__, bridged.__context__ = exc.__cause__, exc.__context__
     bridged.__suppress_context__ = exc.__suppress_context__
     bridged.__traceback__ = exc.__traceback__
-    return bridged
+    return cast(E, bridged)
+
+
+def as_infra_error(exc: E) -> E:
+    """`as_verifiers_error` for an infrastructure error: the same error, also a verifiers `InfraError`."""
+    return as_verifiers_error(exc)
 
 
 @contextmanager
 def classic_errors() -> Iterator[None]:
-    """Re-raise an `MCPServerError` from the block as `as_infra_error(error)`, for verifiers to record."""
+    """Re-raise one of our errors from the block as `as_verifiers_error(error)`, for verifiers to record."""
     try:
         yield
-    except errors.MCPServerError as exc:
-        bridged = as_infra_error(exc)
+    except BRIDGED as exc:
+        bridged = as_verifiers_error(exc)
         if bridged is exc:
             raise
         raise bridged from exc.__cause__

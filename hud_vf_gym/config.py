@@ -30,6 +30,7 @@ __all__ = [
     "ActionMapping",
     "ArgumentSpec",
     "EnvConfig",
+    "ImagesConfig",
     "RubricWeights",
     "SessionsConfig",
     "builtin_config_names",
@@ -106,6 +107,11 @@ class RubricConfig(_Strict):
 
     weights: RubricWeights = Field(default_factory=RubricWeights)
     thinking: ThinkingBounds = Field(default_factory=ThinkingBounds)
+    score_failed_evaluations: bool = Field(
+        default=False,
+        description="Score a rollout whose evaluation failed (isError, no grade) with task_completion 0 and train on "
+        "it; by default it is an EvaluationError, kept out of training and of the means.",
+    )
 
 
 class Timeouts(_Strict):
@@ -146,6 +152,31 @@ class SessionsConfig(_Strict):
 
 
 _UNSET: Any = object()
+
+
+class ImagesConfig(_Strict):
+    """The `images` section: how screenshots reach the model (applied in `hud_vf_gym.core.images`)."""
+
+    keep_recent: int | None = Field(
+        default=3,
+        ge=0,
+        description="Screenshots kept as images in the message history, the newest ones; each older one becomes "
+        "the text '[screenshot from turn N omitted]'. null keeps every screenshot.",
+    )
+    max_width: int | None = Field(
+        default=None,
+        gt=0,
+        description="Downscale screenshots wider than this many pixels (aspect ratio kept). The model then sees a "
+        "smaller screen: the coordinate arguments of its next action are scaled back to screen pixels.",
+    )
+    jpeg_quality: int | None = Field(
+        default=None, ge=1, le=100, description="Re-encode screenshots as JPEG at this quality (null: as sent)."
+    )
+    coordinate_arguments: list[str] = Field(
+        default_factory=lambda: ["x", "y", "path", "offset_x", "offset_y"],
+        description="MCP arguments holding screen pixels (numbers, [x, y] pairs or {x, y} points), scaled back "
+        "when max_width downscaled the screenshot the model acted on.",
+    )
 
 
 class ArgumentSpec(_Strict):
@@ -281,6 +312,7 @@ class EnvConfig(_Strict):
     rubric: RubricConfig = Field(default_factory=RubricConfig)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
     tool_error_pattern: str = Field(
         default=r"^\s*ERROR:",
         description="A tool result whose text matches this regex counts as a failed call, even without isError.",
@@ -397,12 +429,7 @@ def load_config(
         session_reuse: replaces `sessions.reuse` when given (False, "auto" or "per_slot"; validated like the YAML).
     """
     path = resolve_config_path(config_path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from exc
+    raw = _read_yaml(path)
     if not isinstance(raw, Mapping):
         raise ConfigError(
             f"{path}: expected a mapping of sections (system_prompt, action_mappings, ...), found {type(raw).__name__}"
@@ -417,6 +444,35 @@ def load_config(
     return parse_config(merged, source=str(path))
 
 
+# A config is a few kilobytes; a bigger file is a mistake (a dataset or a log passed as --config).
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def _read_yaml(path: Path) -> Any:
+    """The YAML document in `path`; every way reading it can fail is a `ConfigError` naming the file and the fix."""
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{path}: {path.stat().st_size} bytes, but a config is a small YAML file (at most {MAX_CONFIG_BYTES} "
+                "bytes); check that --config names the environment config"
+            )
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read; a config nests a few levels, not thousands") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a scalar YAML resolves but cannot build (`2001-13-45`)
+        raise ConfigError(f"{path}: a value cannot be read as YAML: {exc}; quote it to keep it a string") from exc
+
+
 def _with_key(section: Any, key: str, value: Any) -> dict[str, Any]:
     """A copy of a config section (or a new one, where it is missing or not a mapping) with `key` set."""
     return {**(section if isinstance(section, Mapping) else {}), key: value}
@@ -429,3 +485,5 @@ def parse_config(raw: Mapping[str, Any], *, source: str = "<config>") -> EnvConf
     except ValidationError as exc:
         problems = validation_problems(exc, EnvConfig, hidden=("mcp_arguments",))
         raise ConfigError(count_header(source, problems)) from None
+    except RecursionError:  # a value nested thousands deep (a mapping built in code, or YAML read elsewhere)
+        raise ConfigError(f"{source}: nested too deeply to validate; a config nests a few levels") from None

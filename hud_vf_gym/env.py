@@ -17,7 +17,7 @@ from hud_vf_gym.classic import (
     SystemMessage,
     ToolXMLParser,
     UserMessage,
-    as_infra_error,
+    as_verifiers_error,
     classic_errors,
     vf,
 )
@@ -25,6 +25,7 @@ from hud_vf_gym.config import EnvConfig, load_config
 from hud_vf_gym.core.actions import ActionMapper
 from hud_vf_gym.core.chat import SUMMARY_KEY  # a JSON-ready summary of the EpisodeRecord, for `state_columns`
 from hud_vf_gym.core.harness import Harness, Observation, TaskEpisode
+from hud_vf_gym.core.images import cap_screenshots
 from hud_vf_gym.core.parser import message_text
 from hud_vf_gym.core.record import STATE_KEY
 from hud_vf_gym.core.signatures import cache_signatures
@@ -61,8 +62,10 @@ class HUDGym(MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type inf
     weighted by the config.
 
     ## Episode end
-    `done()`; `max_turns` turns (truncation); the rollout timeout; or an infrastructure error (server died, timed
-    out, failed to start or set up), which is recorded in `state["error"]` and keeps the rollout out of training.
+    `done()`; `max_turns` turns (truncation); the rollout timeout; or an error recorded in `state["error"]`, which
+    keeps the rollout out of training: an infrastructure error (server died, timed out, failed to start or set up;
+    verifiers may retry it), a `TaskDefinitionError` (the row cannot run as written: that row only, not retried) or
+    an `EvaluationError` (the evaluation failed; `rubric.score_failed_evaluations: true` scores it 0 instead).
 
     ## Arguments
     config: a validated `EnvConfig`. tasks: the tasks to serve. max_concurrent_sessions: how many MCP sessions may
@@ -122,6 +125,11 @@ class HUDGym(MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type inf
 
     # -- each turn ------------------------------------------------------------------------------------------------
 
+    async def get_prompt_messages(self, state: vf.State) -> vf.Messages:
+        """The next request's messages, with only the newest `images.keep_recent` screenshots kept as images."""
+        messages = await super().get_prompt_messages(state)
+        return cap_screenshots(messages, self.config.images.keep_recent)
+
     async def add_model_response(self, state: vf.State, prompt_messages: vf.Messages, response: Any) -> None:
         """Record the model's message, then parse it once; every later reader uses this parse."""
         await super().add_model_response(state, prompt_messages, response)
@@ -136,7 +144,7 @@ class HUDGym(MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type inf
         with classic_errors():
             observation = await episode.act(episode.record.turns[-1])
         response = [_user_message(observation)]
-        if episode.is_done:
+        if episode.is_done or episode.is_truncated:
             state["final_env_response"] = response
         return response
 
@@ -144,20 +152,30 @@ class HUDGym(MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type inf
 
     @vf.cleanup(priority=50)  # type: ignore[untyped-decorator]
     async def finish_episode(self, state: vf.State) -> None:
-        """Grade the episode with the task's evaluate tool(s), then close the session, whatever happened."""
+        """Grade the episode with the task's evaluate tool(s), then close the session, whatever happened.
+
+        A rollout verifiers cut at `timeouts.rollout_s` is not evaluated (no time is left): cut during a wait on the
+        server it is a `RolloutTimeoutError`, cut while the model generated a truncation (`record.truncation`).
+        """
         episode = state.get(EPISODE_KEY)
         if not isinstance(episode, TaskEpisode):
             return
+        if state.get("timed_out") and state.get("error") is None and (cut := episode.cut()) is not None:
+            state["error"] = as_verifiers_error(cut)
         try:
-            if state.get("error") is None:
+            if state.get("error") is None and not state.get("timed_out"):
                 await episode.evaluate()
         except MCPServerError as exc:  # recorded, so the rollout is kept out of training instead of scored 0
-            state["error"] = as_infra_error(exc)
+            state["error"] = as_verifiers_error(exc)
         finally:
             await episode.close()
+        record = episode.record
         if isinstance(state.get("error"), MCPServerError):
-            episode.record.infra_error = str(state["error"])
-        state[SUMMARY_KEY] = episode.record.to_json()
+            record.infra_error = str(state["error"])
+        elif state.get("error") is None and (failure := episode.evaluation_failure()) is not None:
+            # an evaluator that crashed says nothing about the model: never trained on
+            state["error"] = as_verifiers_error(failure)
+        state[SUMMARY_KEY] = record.to_json()
 
     @vf.teardown  # type: ignore[untyped-decorator]
     async def close_open_sessions(self) -> None:

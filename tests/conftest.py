@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -81,12 +80,6 @@ def no_child_process_left() -> Iterator[None]:
     before = live_children()
     yield
     assert live_children() - before == set()
-
-
-@pytest.fixture
-def quiet_verifiers_think_warning(caplog: pytest.LogCaptureFixture) -> None:
-    """Hide the warning verifiers' XMLParser logs whenever a parser declares a 'think' field (expected here)."""
-    caplog.set_level(logging.ERROR, logger="verifiers")
 
 
 @pytest.fixture(scope="session")

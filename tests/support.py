@@ -5,9 +5,12 @@ A plain module rather than fixtures, because module-level constants and parametr
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
+import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ COUNTER_SERVER = SERVERS / "counter.py"  # a hud-blank style counter with action
 ECHO_SERVER = SERVERS / "echo.py"  # FastMCP tools that misbehave on purpose; also serves HTTP and SSE
 TINY_SERVER = SERVERS / "tiny.py"  # plain Python, starts in milliseconds; options that make it hard to stop
 COMPUTER_STUB = SERVERS / "computer_stub.py"  # a HUD-style `computer` tool that records what it was asked
+REAPER = TESTS / "reaper.py"  # runs a command as a child subreaper; see `run_reaping`
 
 COUNTER_CONFIG = DATA / "counter.yaml"  # the environment config for COUNTER_SERVER
 PUBLISHED_CONFIGS = DATA / "published"  # configs as HUD publishes them
@@ -55,6 +59,21 @@ def processes_with(marker: str) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
+
+
+def run_reaping(command: Sequence[str], **run_kwargs: Any) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run a command (as `subprocess.run(..., text=True)`) and return it with the processes it left running.
+
+    The command runs under `tests/reaper.py`, a child subreaper, so every process it starts stays a descendant even
+    after its parent exits; those still running after it exits are returned (command lines) and killed. Only this
+    command's processes count: a test stays correct while other jobs on the machine run the same servers.
+    """
+    with tempfile.TemporaryDirectory(prefix="hud-vf-gym-reaper-") as scratch:
+        report = f"{scratch}/left.json"
+        completed = subprocess.run([sys.executable, str(REAPER), report, "--", *command], text=True, **run_kwargs)
+        with open(report, encoding="utf-8") as file:
+            left: list[str] = json.load(file)
+    return completed, left
 
 
 def live_children() -> set[psutil.Process]:

@@ -212,8 +212,8 @@ def _delete(key: str) -> Callable[[dict[str, Any]], None]:
 
 TRANSFORM_NAMES = "bool, float, int, list, lower, seconds_to_ms, split_comma, split_plus, str, strip, upper"
 TOP_LEVEL_KEYS = (
-    "action_mappings, defaults, job, logging, parser, passthrough_tools, rubric, sessions, system_prompt, timeouts, "
-    "tool_error_pattern"
+    "action_mappings, defaults, images, job, logging, parser, passthrough_tools, rubric, sessions, system_prompt, "
+    "timeouts, tool_error_pattern"
 )
 BAD_CONFIGS = [
     pytest.param(
@@ -413,3 +413,47 @@ def test_parse_config_source_names_the_config_in_errors() -> None:
 def test_config_error_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         parse_config({})
+
+
+# --- loading is total: any file gives a ConfigError (issue 15) -------------------------------------------------
+
+
+def _deep_unary(operand: str) -> str:
+    return "lambda x: " + "-" * 1900 + operand
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"\xff\xfesystem_prompt: x\n", "not UTF-8 text (byte 0xff at offset 0); save it as UTF-8"),
+        (
+            ("a: " + "[" * 20_000 + "]" * 20_000 + "\n").encode(),
+            "nested too deeply to read; a config nests a few levels, not thousands",
+        ),
+        (
+            b"system_prompt: 2001-13-45\n",
+            "a value cannot be read as YAML: month must be in 1..12; quote it to keep it a string",
+        ),
+    ],
+    ids=["not-utf8", "yaml-20000-deep", "impossible-date"],
+)
+def test_load_config_unreadable_file_is_a_config_error(tmp_path: Path, content: bytes, problem: str) -> None:
+    # before: UnicodeDecodeError, RecursionError and ValueError escaped load_config
+    path = tmp_path / "odd.yaml"
+    path.write_bytes(content)
+
+    with pytest.raises(ConfigError, match=_full(f"{path}: {problem}")):
+        load_config(path)
+
+
+@pytest.mark.parametrize("operand", ["1", "x"], ids=["on-a-constant", "on-the-parameter"])
+def test_load_config_deeply_nested_lambda_is_refused_at_load(tmp_path: Path, operand: str) -> None:
+    # before: on a constant the load raised RecursionError; on the parameter it loaded and raised on every call
+    raw = _raw("2048")
+    raw["action_mappings"]["left"]["direction"] = {"static": "left", "transform": _deep_unary(operand)}
+    path = _write(tmp_path, raw)
+    shown = _deep_unary(operand)[:100]
+    expected = f"transform {shown!r}... is nested 1902 levels deep; the limit is 64"
+
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(path)

@@ -19,7 +19,9 @@ from hud_vf_gym.config import load_config, parse_config
 from hud_vf_gym.core.record import EpisodeRecord
 from hud_vf_gym.env import STATE_KEY, SUMMARY_KEY
 from hud_vf_gym.errors import (
+    InferenceError,
     MCPServerError,
+    RolloutTimeoutError,
     ServerConnectionError,
     ServerStartError,
     ServerTimeoutError,
@@ -108,9 +110,17 @@ async def test_env_server_that_dies_mid_rollout_is_an_infra_error(serve: Any, ma
 
 
 @pytest.mark.parametrize(
-    "error", [ServerStartError("a"), ServerTimeoutError("b"), ServerConnectionError("c"), TaskSetupError("d")]
+    "error",
+    [
+        ServerStartError("a"),
+        ServerTimeoutError("b"),
+        ServerConnectionError("c"),
+        TaskSetupError("d"),
+        RolloutTimeoutError("e"),
+        InferenceError("f"),
+    ],
 )
-def test_infrastructure_errors_reach_verifiers_as_infra_errors(error: MCPServerError) -> None:
+def test_infrastructure_errors_reach_verifiers_as_infra_errors(error: MCPServerError | InferenceError) -> None:
     # the core's errors import no verifiers; the classic adapter re-raises them as the same class that is also an
     # InfraError, so verifiers records (`except vf.Error`) and retries them, and the row keeps the class name
     cause = OSError("pipe closed")
@@ -149,7 +159,10 @@ async def test_env_failed_evaluation_is_recorded_not_an_infra_error(serve: Any, 
     row = counter_row(marker, evaluate_tool={"name": "evaluate", "arguments": {"target": 3, "broken": True}})
     env = counter_env([row])
     [output] = await run(env, serve(FixedRepliesPolicy(ACT_THREE_TIMES)))
-    assert output["error"] is None
+    # Issue 15 changed this from `error is None` (scored, so a crashed evaluator became a training signal): the
+    # rollout now carries an EvaluationError, which keeps it out of training and out of the means; it is not an
+    # infrastructure error (never retried), and the metrics still say what happened.
+    assert output["error"]["error"] == "EvaluationError"
     assert output["metrics"]["evaluation_failed"] == 1.0
     assert output["metrics"]["task_completion"] == 0.0
     assert output[SUMMARY_KEY]["grade"]["is_error"] is True

@@ -3,10 +3,14 @@
 #
 #   train/launch.sh --num-gpus 4 --model Qwen/Qwen2.5-1.5B-Instruct [--vllm-gpus 1] [--accelerate zero2|zero3|single_gpu]
 #                   [--config configs/train/2048-gpu.yaml] [--port 8000] [-- extra train/grpo.py arguments]
+#   several machines (the same command on each; SkyPilot's variables give the rank and the head's address):
+#   train/launch.sh --num-gpus 8 --num-machines 2 --machine-rank "$SKYPILOT_NODE_RANK" \
+#                   --main-process-ip "$(echo "$SKYPILOT_NODE_IPS" | head -n1)" --model ... -- ...
 #
 # The command lines come from `python -m hud_vf_gym.training.launch` (the same arguments; tested without a GPU).
 # In order:
-#   1. start the vLLM server in its own process group, bound to 127.0.0.1;
+#   1. start the vLLM server in its own process group, bound to 127.0.0.1 (the head of several machines binds every
+#      interface; the other machines start no server);
 #   2. wait for its /health to answer 200, at most HEALTH_TIMEOUT_S seconds, failing at once if the server dies;
 #   3. run the trainer in its own process group and wait for it;
 #   4. on exit, Ctrl-C or SIGTERM: stop the trainer's group, then the server's (SIGTERM, STOP_GRACE_S, SIGKILL).
@@ -52,15 +56,20 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# 1. The server, in a session (and process group) of its own so that stopping it stops its workers too.
-echo "launch: starting vLLM: ${SERVER_ENV[*]} ${SERVER_CMD[*]}" >&2
-setsid env "${SERVER_ENV[@]}" "${SERVER_CMD[@]}" &
-server_pid=$!
+# 1. The server, in a session (and process group) of its own so that stopping it stops its workers too. A machine
+#    other than the head of several has no server command: it uses the head's server.
+if [ "${#SERVER_CMD[@]}" -gt 0 ]; then
+    echo "launch: starting vLLM: ${SERVER_ENV[*]} ${SERVER_CMD[*]}" >&2
+    setsid env "${SERVER_ENV[@]}" "${SERVER_CMD[@]}" &
+    server_pid=$!
+else
+    echo "launch: using the head machine's vLLM server at $HEALTH_URL" >&2
+fi
 
 # 2. Wait for /health (bounded; a dead server fails at once).
 deadline=$((SECONDS + HEALTH_TIMEOUT_S))
 until "$PYTHON" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)' "$HEALTH_URL" 2>/dev/null; do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
+    if [ -n "$server_pid" ] && ! kill -0 "$server_pid" 2>/dev/null; then
         echo "launch: the vLLM server exited before it answered $HEALTH_URL; see its output above" >&2
         exit 1
     fi

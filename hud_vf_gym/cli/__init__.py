@@ -1,4 +1,4 @@
-"""The `hud-vf-gym` command and its subcommands (eval, init, dataset)."""
+"""The `hud-vf-gym` command and its subcommands (eval, init, dataset, train)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import types
 import typing
 from typing import Any
 
-__all__ = ["add_dataclass_arguments", "given_values"]
+__all__ = ["add_dataclass_arguments", "given_values", "to_argv"]
 
 _NONE_WORDS = frozenset({"none", "None", "all"})
 
@@ -86,3 +86,31 @@ def given_values(namespace: argparse.Namespace, options_class: type) -> dict[str
     """The fields the user gave on the command line, by field name."""
     names = {item.name for item in dataclasses.fields(options_class)}
     return {name: value for name, value in vars(namespace).items() if name in names}
+
+
+def to_argv(options: Any) -> list[str]:
+    """The flags that rebuild `options` through `add_dataclass_arguments`: every field that differs from its default.
+
+    A switch is its flag alone, a None in place of another default is the word `none`, positionals come first.
+    """
+    positionals: list[str] = []
+    flags: list[str] = []
+    for item in dataclasses.fields(options):
+        value = getattr(options, item.name)
+        if item.default is not dataclasses.MISSING:
+            default = item.default
+        elif item.default_factory is not dataclasses.MISSING:
+            default = item.default_factory()
+        else:
+            default = dataclasses.MISSING
+        if item.metadata.get("positional"):
+            positionals.append(str(value))
+            continue
+        if value == default:
+            continue
+        flag = "--" + item.name.replace("_", "-")
+        if isinstance(value, bool):
+            flags += [flag] if value else []
+            continue
+        flags += [flag, "none" if value is None else str(value)]
+    return [*positionals, *flags]

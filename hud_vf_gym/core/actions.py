@@ -31,7 +31,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from hud_vf_gym.config import LIFECYCLE_TOOLS, ActionMapping, ArgumentSpec
-from hud_vf_gym.core.parser import ParsedCall, format_call
+from hud_vf_gym.core.parser import MAX_ECHO_CHARS, ParsedCall, format_call, quote_model_text
 from hud_vf_gym.core.transforms import TransformError
 from hud_vf_gym.types import ToolCall, ToolSpec
 
@@ -102,6 +102,8 @@ class ActionMapper:
 
     def map(self, call: ParsedCall, *, blocked_tools: frozenset[str] = LIFECYCLE_TOOLS) -> MappedAction | ActionError:
         """Turn a parsed call into the MCP call to make, or explain to the model why it cannot be made."""
+        if len(call.name) > MAX_ECHO_CHARS:  # no action is named like that; the error quotes only its start
+            return _unknown_action(call.name, self.action_names, [self.usage(name) for name in self.action_names])
         name = call.name if call.name in self.mappings else self._lowercase_names.get(call.name.lower(), call.name)
         mapping = self.mappings.get(name)
         if mapping is None:
@@ -121,6 +123,23 @@ class ActionMapper:
         if mapping is None:
             return f"{action}()"
         return f"{action}({', '.join(mapping.parser.positional)})"
+
+    def agent_arguments(self, mapped: MappedAction, call: ParsedCall) -> frozenset[str]:
+        """The MCP arguments of `mapped` whose values the agent gave (not a mapping's constant or default)."""
+        if mapped.tool_call is None:
+            return frozenset()
+        mapping = self.mappings.get(mapped.action)
+        if mapping is None:  # a pass-through call: every argument is the agent's
+            return frozenset(mapped.tool_call.arguments)
+        named = _bind_arguments(mapped.action, mapping, call)
+        if isinstance(named, ActionError):
+            return frozenset()
+        return frozenset(
+            argument
+            for argument, spec in mapping.mcp_arguments.items()
+            if (spec.from_arg is not None and spec.from_arg in named)
+            or (spec.from_args is not None and any(name in named for name in spec.from_args))
+        )
 
     def is_screenshot(self, mapped: MappedAction) -> bool:
         """Whether an executed action takes a screenshot (for the screenshot_behavior rubric component)."""
@@ -161,10 +180,11 @@ class ActionMapper:
                     ActionErrorKind.BAD_ARGUMENTS,
                     f"{name}() is missing the argument {exc.args[0]!r}. Usage: {self.usage(name)}.",
                 )
-            except TransformError as exc:
+            except TransformError as exc:  # its message may quote the model's value: cut like any echo
+                reason = str(exc) if len(str(exc)) <= 4 * MAX_ECHO_CHARS else str(exc)[: 4 * MAX_ECHO_CHARS] + "..."
                 return ActionError(
                     ActionErrorKind.TRANSFORM_FAILED,
-                    f"{name}(): the value for {argument_name!r} cannot be used ({exc}). Usage: {self.usage(name)}.",
+                    f"{name}(): the value for {argument_name!r} cannot be used ({reason}). Usage: {self.usage(name)}.",
                 )
             if value is not _OMIT:
                 arguments[argument_name] = value
@@ -214,7 +234,7 @@ def _bind_arguments(name: str, mapping: ActionMapping, call: ParsedCall) -> dict
             choices = ", ".join(sorted(accepted)) or "none"
             return ActionError(
                 ActionErrorKind.BAD_ARGUMENTS,
-                f"{name}() got an unknown argument {key!r} (accepted: {choices}). Usage: {usage}.",
+                f"{name}() got an unknown argument {quote_model_text(key)} (accepted: {choices}). Usage: {usage}.",
             )
         if key in named:
             return ActionError(ActionErrorKind.BAD_ARGUMENTS, f"{name}() got {key!r} twice. Usage: {usage}.")
@@ -273,11 +293,12 @@ def _lifecycle_error(tool_name: str) -> ActionError:
 
 
 def _unknown_action(name: str, action_names: list[str], usages: list[str]) -> ActionError:
-    close = difflib.get_close_matches(name, action_names, n=1)
+    # a name longer than any echo is no typo of an action name (and difflib on megabytes takes seconds)
+    close = difflib.get_close_matches(name, action_names, n=1) if len(name) <= MAX_ECHO_CHARS else []
     hint = f" Did you mean {close[0]}()?" if close else ""
     return ActionError(
         ActionErrorKind.UNKNOWN_ACTION,
-        f"Unknown action {name!r}.{hint} Available actions: {', '.join(usages)}.",
+        f"Unknown action {quote_model_text(name)}.{hint} Available actions: {', '.join(usages)}.",
     )
 
 

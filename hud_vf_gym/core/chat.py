@@ -13,8 +13,11 @@ classic `RolloutOutput` (`example_id`, `prompt`, `completion`, `reward`, `metric
    weights, summed in verifiers' order).
 
 An MCP server failure ends the episode with the error recorded (kept out of every mean, never scored as the model's
-failure); an empty reply is verifiers' `EmptyModelResponseError` (a model error: scored as it stands); an endpoint
-failure is a `ModelError` row. The whole episode runs within `timeouts.rollout_s` (`timeout_reached`).
+failure), as does a row that cannot run as written (`TaskDefinitionError`) and a failed evaluation
+(`EvaluationError`, unless `rubric.score_failed_evaluations`); an empty reply is verifiers' `EmptyModelResponseError`
+(a model error: scored as it stands); an endpoint failure is a `ModelError` row. The whole episode runs within
+`timeouts.rollout_s` (`core/deadline.py`): cut in a server wait it is a `RolloutTimeoutError`, cut while the model
+generated it is a truncation (`timeout_reached`, `record.truncation`), and either way it is not evaluated.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 
 from hud_vf_gym.core.harness import Harness, Observation, TaskEpisode
 from hud_vf_gym.core.rubric import score_episode
-from hud_vf_gym.errors import MCPServerError
+from hud_vf_gym.errors import MCPServerError, TaskDefinitionError
 from hud_vf_gym.tasks.task import Task
 
 __all__ = ["SUMMARY_KEY", "ChatEndpoint", "run_chat_episode", "user_message"]
@@ -111,19 +114,26 @@ async def run_chat_episode(harness: Harness, task: Task, endpoint: ChatEndpoint,
         try:
             async with asyncio.timeout(config.timeouts.rollout_s):
                 await _play(episode, endpoint, prompt, completion, usage, timing, state)
-        except TimeoutError:  # verifiers still grades a rollout that ran out of time
+        except TimeoutError:  # cut in a server wait: an infrastructure error; while the model generated: truncated
             state["stop_condition"] = "timeout_reached"
+            if (cut := episode.cut()) is not None:
+                state["error"] = _error_data(type(cut).__name__, cut)
+                episode.record.infra_error = str(cut)
+        except TaskDefinitionError as exc:  # this row cannot run as written (`record.task_error`): never retried
+            state.update(stop_condition="has_error", error=_error_data(type(exc).__name__, exc))
         except MCPServerError as exc:
             state.update(stop_condition="has_error", error=_error_data(type(exc).__name__, exc))
             episode.record.infra_error = str(exc)
         except _ModelError as exc:
             state.update(stop_condition="has_error", error=_error_data(exc.kind, exc))
-        if state["error"] is None:
+        if state["error"] is None and state["stop_condition"] != "timeout_reached":  # no time is left to grade
             try:
                 await episode.evaluate()
             except MCPServerError as exc:
                 state.update(error=_error_data(type(exc).__name__, exc))
                 episode.record.infra_error = str(exc)
+        if state["error"] is None and (failure := episode.evaluation_failure()) is not None:
+            state["error"] = _error_data(type(failure).__name__, failure)  # a crashed evaluator: never trained on
     finally:  # also after a user error or a cancellation, which propagate
         await episode.close()
     timing.phases["generation"] = (generation_start, time.time())
@@ -188,8 +198,8 @@ async def _play(
         observation = await episode.act(turn)
         timing.env.append((env_start, time.time()))
         completion.append(user_message(observation))
-        if episode.is_done:
-            state["stop_condition"] = "has_final_env_response"
+        if episode.is_done or episode.is_truncated:  # truncated: the deadline passed while the model generated
+            state["stop_condition"] = "has_final_env_response" if episode.is_done else "timeout_reached"
             return
 
 

@@ -32,11 +32,18 @@ __all__ = [
     "format_call",
     "message_text",
     "parse_call",
+    "quote_model_text",
 ]
 
 MAX_LITERAL_DEPTH = 16  # nested lists deeper than this are never a sane tool argument
 MAX_CALL_LENGTH = 20_000  # characters inside <tool>; longer text is not parsed (it would only waste time)
-PARSE_CACHE_SIZE = 4096  # recent distinct messages whose parse a parser keeps (bounds its memory)
+PARSE_CACHE_SIZE = 4096  # recent distinct messages whose parse a parser keeps
+# What the cache may hold in characters (each message plus its think and tool parts): a count alone let 600
+# distinct 1 MB messages keep 1.1 GB. A message longer than the per-entry cap is parsed anew each time: it is
+# never the short turn an RL policy repeats, which is what the cache is for.
+PARSE_CACHE_CHARS = 8_000_000
+PARSE_CACHE_ENTRY_CHARS = 64_000
+MAX_ECHO_CHARS = 80  # of a name or value from the model quoted back in an observation
 
 _TAG = re.compile(r"<\s*(/?)\s*(think|tool)\s*>", re.IGNORECASE)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -118,17 +125,26 @@ def format_call(name: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] |
     return f"{name}({', '.join(parts)})"
 
 
+def quote_model_text(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """`repr(text)` of at most `limit` characters of it: how an observation quotes a name or value the model wrote."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 def parse_call(text: str) -> ParsedCall | ParseError:
     """Parse `name(arg, ..., key=value)` into a `ParsedCall`, or explain what is wrong with it."""
+    if len(text) > MAX_CALL_LENGTH + 100:  # before any other work: even a bare name this long is refused
+        return _syntax_error(text.strip()[:200], f"the call is longer than {MAX_CALL_LENGTH} characters")
     source = _clean_call_text(text)
     if not source:
         return ParseError(
             ParseErrorKind.EMPTY_TOOL, "The <tool> tag is empty. Put one call inside, e.g. <tool>name()</tool>."
         )
-    if _IDENTIFIER.fullmatch(source):
-        return ParsedCall(source)  # `<tool>done</tool>`: a bare action name means calling it with no arguments
     if len(source) > MAX_CALL_LENGTH:
         return _syntax_error(source, f"the call is longer than {MAX_CALL_LENGTH} characters")
+    if _IDENTIFIER.fullmatch(source):
+        return ParsedCall(source)  # `<tool>done</tool>`: a bare action name means calling it with no arguments
     try:
         expression = ast.parse(source, mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
@@ -240,22 +256,34 @@ class TurnParser:
         # RL policies repeat themselves (`<tool>left()</tool>` thousands of times), and parsing is the largest part
         # of the harness's own cost per turn; a parse is a pure function of the text, so it is computed once.
         self._recent: OrderedDict[str, ParsedTurn] = OrderedDict()
+        self._cached_chars = 0
 
     def parse_turn(self, text: str) -> ParsedTurn:
         """Read one assistant message. Never raises; problems come back as `ParsedTurn.error`.
 
-        Results are cached per parser (the `PARSE_CACHE_SIZE` most recent texts) and shared: treat them, and the
-        argument values inside them, as read-only.
+        Results are cached per parser (the most recent texts, at most `PARSE_CACHE_SIZE` of them and
+        `PARSE_CACHE_CHARS` characters in all) and shared: treat them, and the argument values inside them, as
+        read-only.
         """
         cached = self._recent.get(text)
         if cached is not None:
             self._recent.move_to_end(text)
             return cached
         turn = self._parse_turn_uncached(text)
+        size = _cached_size(text, turn)
+        if size > PARSE_CACHE_ENTRY_CHARS:
+            return turn
         self._recent[text] = turn
-        if len(self._recent) > PARSE_CACHE_SIZE:
-            self._recent.popitem(last=False)
+        self._cached_chars += size
+        while len(self._recent) > PARSE_CACHE_SIZE or self._cached_chars > PARSE_CACHE_CHARS:
+            old_text, old_turn = self._recent.popitem(last=False)
+            self._cached_chars -= _cached_size(old_text, old_turn)
         return turn
+
+    @property
+    def cached_chars(self) -> int:
+        """Characters the parse cache holds now (messages plus their parsed parts)."""
+        return self._cached_chars
 
     def _parse_turn_uncached(self, text: str) -> ParsedTurn:
         tags = _find_tags(text)
@@ -303,6 +331,11 @@ class TurnParser:
         call_text = call.format() if isinstance(call, ParsedCall) else call
         prefix = f"<think>\n{think}\n</think>\n" if think is not None else ""
         return f"{prefix}<tool>\n{call_text}\n</tool>"
+
+
+def _cached_size(text: str, turn: ParsedTurn) -> int:
+    """What a cache entry holds, in characters: the message and the copies of its think and tool parts."""
+    return len(text) + len(turn.think or "") + len(turn.tool_text or "")
 
 
 def _with_score(turn: ParsedTurn, score: float) -> ParsedTurn:

@@ -86,6 +86,9 @@ class EpisodeRecord:
     evaluate_results: list[ToolResult] = field(default_factory=list)
     grade: Grade | None = None
     infra_error: str | None = None
+    task_error: str | None = None  # the row could not run as written (`TaskDefinitionError`)
+    evaluation_error: str | None = None  # the evaluation failed: the evaluator's message (`EvaluationError`)
+    truncation: str | None = None  # why the episode was cut short while the model was generating (rollout_s)
     setup_seconds: float = 0.0
     env_seconds: float = 0.0
     evaluate_seconds: float = 0.0
@@ -120,6 +123,9 @@ class EpisodeRecord:
                 "source": grade.source,
             },
             "infra_error": self.infra_error,
+            "task_error": self.task_error,
+            "evaluation_error": self.evaluation_error,
+            "truncation": self.truncation,
             "timing": {
                 "setup_s": round(self.setup_seconds, 6),
                 "env_s": round(self.env_seconds, 6),

@@ -23,6 +23,10 @@ MAX_INT_BITS = 4096  # results bigger than this are a config bug, not a coordina
 MAX_SEQUENCE_LENGTH = 100_000  # `"a" * n` and list repetition beyond this would only exhaust memory
 MAX_FORMAT_WIDTH = 1_000  # f-string widths and precisions; padding beyond this is never a sane MCP value
 MAX_SOURCE_LENGTH = 2_000  # a transform is one short expression; longer text is almost surely a mistake
+# How deeply a transform's expression may nest. The checks and the interpreter recurse once per level, so a
+# `lambda x: ------...x` 1,900 levels deep compiled but raised RecursionError on every call; no sane unit
+# conversion nests more than a handful of levels.
+MAX_NESTING = 64
 MAX_SHOWN_LENGTH = 100  # values quoted in error messages are cut to this many characters
 
 SAFE_BUILTINS: Mapping[str, Callable[..., Any]] = {
@@ -109,6 +113,11 @@ def compile_lambda(text: str) -> tuple[Callable[[Any, Mapping[str, Any]], Any], 
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise TransformError(f"transform {text!r} is not valid Python syntax: {exc.msg}") from exc
+    except (RecursionError, MemoryError) as exc:  # the parser's own limit on nesting
+        raise TransformError(f"{_shown(text)} is nested too deeply to parse; the limit is {MAX_NESTING}") from exc
+    depth = _nesting_depth(tree.body)
+    if depth > MAX_NESTING:
+        raise TransformError(f"{_shown(text)} is nested {depth} levels deep; the limit is {MAX_NESTING}")
     lambda_node = tree.body
     if not isinstance(lambda_node, ast.Lambda):
         raise TransformError(f"transform {text!r} must be a single 'lambda ...' expression")
@@ -128,6 +137,22 @@ def compile_lambda(text: str) -> tuple[Callable[[Any, Mapping[str, Any]], Any], 
         return _evaluate(body, {parameters[0]: value, parameters[1]: dict(context)})
 
     return run_two, True
+
+
+def _shown(text: str) -> str:
+    """`transform '<text>'`, the text cut to `MAX_SHOWN_LENGTH` characters."""
+    return f"transform {text[:MAX_SHOWN_LENGTH]!r}" + ("..." if len(text) > MAX_SHOWN_LENGTH else "")
+
+
+def _nesting_depth(root: ast.AST) -> int:
+    """The deepest nesting of an expression, counted without recursion (the point is to refuse deep ones)."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = ast.iter_child_nodes(node)
+        stack.extend((child, depth + 1) for child in children if not isinstance(child, ast.expr_context))
+    return deepest
 
 
 def _lambda_parameters(arguments: ast.arguments, text: str) -> list[str]:

@@ -148,7 +148,14 @@ class HUDTaskEnv(gymnasium.Env[str, str]):
     result: the episode ends with `truncated=True`, reward 0.0, an empty observation when the failing call was the
     step's own (`terminated` stays True when `done()` came first and the evaluation failed), and
     `info["infra_error"]` (the error as text), with no `reward_components` and no `grade`; the record's
-    `infra_error` says the same. Drop such episodes from training instead of learning from the 0.0.
+    `infra_error` says the same. Drop such episodes from training instead of learning from the 0.0. A failed
+    evaluation (the evaluate tool answered isError, or with no usable grade) ends the same way, with
+    `info["evaluation_error"]` (the evaluator's message) instead, unless `rubric.score_failed_evaluations: true`
+    scores it with task_completion 0.
+
+    A task row that cannot run as written (a setup or evaluate tool or hub function its server lacks, an
+    `mcp_config` refused once resolved) makes `reset` raise `TaskDefinitionError` naming the row, the field and the
+    fix; nothing is left running and the next `reset` works as usual.
 
     ## Episode End
     - Termination: the agent called `done()`.
@@ -236,6 +243,7 @@ class HUDTaskEnv(gymnasium.Env[str, str]):
 
         Raises:
             MCPServerError: the server could not be started or its setup failed (nothing is left running).
+            TaskDefinitionError: the task's row cannot run as written (nothing is left running).
             ConfigError: the config's action mappings do not fit the server's tools, or bad `options`.
             TaskError: no task has that id or index.
         """
@@ -243,7 +251,9 @@ class HUDTaskEnv(gymnasium.Env[str, str]):
         task_index = self._choose_task(options or {})
         task = self.tasks[task_index]
         self._end_running_episode()
-        episode = self.harness.episode(task)
+        # the caller paces the steps, so timeouts.rollout_s (wall-clock time of a whole episode) does not apply here;
+        # every wait on the server is still bounded by its own timeout
+        episode = self.harness.episode(task, bounded=False)
         setup = self._start(episode)
         self._episode, self._record = episode, episode.record
         observation = "\n\n".join(part for part in (task.prompt, setup.text) if part)
@@ -368,6 +378,11 @@ class HUDTaskEnv(gymnasium.Env[str, str]):
         if grade is None:  # the session was gone before evaluation: nothing graded it
             error = f"task {episode.task.id!r}: the MCP session was closed before evaluation"
             return self._end_with_infra_error(episode, error, observation, info, terminated=terminated)
+        failure = episode.evaluation_failure()
+        if failure is not None:  # a crashed evaluator says nothing about the model: no reward to learn from
+            self._close_episode(episode)
+            info.update(evaluation_error=str(failure), episode_record=episode.record)
+            return observation, 0.0, terminated, True, info
         self._close_episode(episode)
         score = score_episode(episode.record, self.config)
         info.update(

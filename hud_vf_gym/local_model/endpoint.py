@@ -7,8 +7,9 @@ uses, so the embedded model and a remote endpoint take the same path.
 
 Each request's `max_completion_tokens` (or `max_tokens`), `temperature`, `top_p`, `seed` and `stop` are honoured;
 `n` must be 1 and `stream` false. Message content is read as text (image parts are dropped: the local models are
-text-only). Generation is serialised by the model's lock, so concurrent rollouts queue for the model while their
-MCP servers work in parallel. Token counts in `usage` are real tokenizer counts.
+text-only). Concurrent requests are decoded together in batches by the model's worker thread
+(`hud_vf_gym.local_model.batching`), each with its own sampling options and seed. Token counts in `usage` are real
+tokenizer counts.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ class LocalModelTransport(httpx.AsyncBaseTransport):
         ]
         # The endpoint boundary: a failing generation becomes this request's 500, as a real server reports it.
         try:
-            completion = await asyncio.to_thread(self.model.complete, messages, options)
+            request = await asyncio.to_thread(self.model.encode, messages, options)  # templating off the event loop
+            completion = await asyncio.wrap_future(self.model.submit(request))
         except Exception as exc:
             return _error(500, f"local model {self.model.name} failed: {type(exc).__name__}: {exc}", "server_error")
         usage = {

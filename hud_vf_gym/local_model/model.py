@@ -15,6 +15,7 @@ torch and transformers are imported inside the functions that need them, so `imp
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
@@ -24,7 +25,6 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from hud_vf_gym.errors import ConfigError, DependencyNotInstalled, ModelLoadError
+from hud_vf_gym.local_model.batching import BatchingGenerator, DecodeRequest, DecodeResult, decode
+from hud_vf_gym.local_model.prefix_cache import PrefixCache
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -62,6 +64,7 @@ LOCK_WAIT_S = 900.0  # another process converting takes ~30 s on 2 cores; waitin
 LOCK_POLL_S = 0.2  # how often a waiting process retries the lock
 CACHE_FOLDER_MODE = 0o755
 SOURCE_FILE = "hud_vf_gym_source.json"  # written into the converted folder: where it came from
+DEFAULT_CACHE_TOKENS = 16384  # kept keys/values of earlier requests: ~0.75 GB for SmolLM2-135M in float32
 
 
 # -- finding the model ---------------------------------------------------------------------------------------------
@@ -270,65 +273,109 @@ class Completion:
 
 
 class LocalChatModel:
-    """A causal LM and its tokenizer with a chat template; `complete` is thread-safe (one generation at a time).
+    """A causal LM and its tokenizer with a chat template; concurrent requests are decoded together in batches.
+
+    `submit` and `complete` are thread-safe: requests from any thread go to one worker thread that batches those
+    arriving together (`hud_vf_gym.local_model.batching`), each with its own sampling options and seed.
 
     Args:
         model: a transformers causal LM in eval mode.
         tokenizer: its tokenizer (with a chat template).
         name: the model name endpoints report.
         folder: where it was loaded from.
+        max_batch_size: the most requests decoded together; 1 serialises generation (one reply at a time).
+        cache_tokens: tokens of earlier requests whose keys and values are kept, so the next turn of a
+            conversation reads only its new tokens (`hud_vf_gym.local_model.prefix_cache`); 0 keeps none.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str, folder: Path) -> None:
-        """Keep the model; generation is serialised by a lock (torch already uses every core for one)."""
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str,
+        folder: Path,
+        max_batch_size: int = 16,
+        cache_tokens: int = DEFAULT_CACHE_TOKENS,
+    ) -> None:
+        """Keep the model; the batching worker thread starts with the first request."""
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.folder = folder
-        self._lock = threading.Lock()
+        self.generator = BatchingGenerator(self._decode, max_batch_size=max_batch_size)
+        self.prefix_cache = PrefixCache(cache_tokens) if cache_tokens > 0 else None
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        eos_ids = eos if isinstance(eos, list) else [eos]
+        self.eos_token_ids = tuple(int(token) for token in {*eos_ids, tokenizer.eos_token_id} if token is not None)
 
-    def complete(self, messages: Sequence[Mapping[str, Any]], options: GenerationOptions) -> Completion:
-        """Generate the assistant's reply to `messages` (role/content dicts with text content)."""
-        torch = require_module("torch")
+    def encode(self, messages: Sequence[Mapping[str, Any]], options: GenerationOptions) -> DecodeRequest:
+        """Template and tokenise `messages` (role/content dicts with text content) into one decode request."""
         chat = [{"role": str(message["role"]), "content": str(message.get("content") or "")} for message in messages]
         prompt = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
-        inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-        prompt_length = int(inputs["input_ids"].shape[1])
-        with self._lock, torch.inference_mode():
-            if options.seed is not None:  # seeded per conversation length, so each turn draws fresh noise
-                torch.manual_seed(hash((options.seed, prompt_length)) & 0xFFFF_FFFF)
-            output = self.model.generate(**inputs, **self._generate_kwargs(options))
-        new_tokens = output[0, prompt_length:].tolist()
-        return self._completion(new_tokens, prompt_length, options)
+        prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        return DecodeRequest(
+            prompt_ids=tuple(int(token) for token in prompt_ids),
+            max_new_tokens=max(1, options.max_new_tokens),
+            temperature=max(0.0, options.temperature),
+            top_p=options.top_p,
+            seed=options.seed,
+            stop=options.stop,
+        )
 
-    def _generate_kwargs(self, options: GenerationOptions) -> dict[str, Any]:
-        sampled = options.temperature > 0
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": options.max_new_tokens,
-            "do_sample": sampled,
-            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-        }
-        if sampled:
-            kwargs.update(temperature=options.temperature, top_p=options.top_p, top_k=0)
-        else:  # unset the sampling fields a generation_config may carry, so greedy decoding warns about none of them
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        if options.stop:
-            kwargs.update(stop_strings=list(options.stop), tokenizer=self.tokenizer)
-        return kwargs
+    def submit(self, request: DecodeRequest) -> concurrent.futures.Future[Completion]:
+        """Queue an encoded request; the future holds its `Completion` (await it with `asyncio.wrap_future`)."""
+        completion: concurrent.futures.Future[Completion] = concurrent.futures.Future()
 
-    def _completion(self, new_tokens: list[int], prompt_length: int, options: GenerationOptions) -> Completion:
-        eos = self.tokenizer.eos_token_id
-        ended_on_eos = bool(new_tokens) and new_tokens[-1] == eos
+        def finish(decoded: concurrent.futures.Future[DecodeResult]) -> None:
+            if decoded.cancelled():
+                completion.cancel()
+            elif (error := decoded.exception()) is not None:
+                completion.set_exception(error)
+            else:
+                completion.set_result(self._completion(decoded.result(), request))
+
+        self.generator.submit(request).add_done_callback(finish)
+        return completion
+
+    def complete(self, messages: Sequence[Mapping[str, Any]], options: GenerationOptions) -> Completion:
+        """Generate the assistant's reply to `messages`, waiting for it (batched with any concurrent request)."""
+        return self.submit(self.encode(messages, options)).result()
+
+    def close(self) -> None:
+        """Stop the batching worker thread (after the batch it is running)."""
+        self.generator.close()
+
+    def _decode(self, requests: Sequence[DecodeRequest]) -> list[DecodeResult]:
+        torch = require_module("torch")
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        with torch.inference_mode():
+            return decode(
+                self.model,
+                requests,
+                pad_token_id=int(pad),
+                eos_token_ids=self.eos_token_ids,
+                text_of=lambda tokens: self.tokenizer.decode(list(tokens), skip_special_tokens=True),
+                prefix_cache=self.prefix_cache,
+            )
+
+    def _completion(self, result: DecodeResult, request: DecodeRequest) -> Completion:
+        new_tokens = list(result.token_ids)
         text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
-        cut = [text.index(stop) for stop in options.stop if stop in text]
+        cut = [text.index(stop) for stop in request.stop if stop in text]
         if cut:
             text = text[: min(cut)]
-        finished = ended_on_eos or bool(cut) or len(new_tokens) < options.max_new_tokens
-        return Completion(text, prompt_length, len(new_tokens), "stop" if finished else "length")
+        finish_reason: Literal["stop", "length"] = "stop" if result.stopped else "length"
+        return Completion(text, len(request.prompt_ids), len(new_tokens), finish_reason)
 
 
-def load_local_model(folder: Path, *, name: str | None = None) -> LocalChatModel:
+def load_local_model(
+    folder: Path, *, name: str | None = None, max_batch_size: int = 16, cache_tokens: int = DEFAULT_CACHE_TOKENS
+) -> LocalChatModel:
     """Load an HF model folder in float32 on the CPU, from local files only.
+
+    `max_batch_size` is how many concurrent requests are decoded together (1: one reply at a time);
+    `cache_tokens` how many tokens of earlier requests stay cached for the next turn (0: none).
 
     Raises:
         DependencyNotInstalled: torch or transformers is missing (the message has the pip command).
@@ -345,7 +392,10 @@ def load_local_model(folder: Path, *, name: str | None = None) -> LocalChatModel
     if tokenizer.chat_template is None:
         raise ModelLoadError(f"{folder}: the tokenizer has no chat template, so chat messages cannot be formatted")
     model.eval()
-    return LocalChatModel(model, tokenizer, name=name or _display_name(folder), folder=folder)
+    display_name = name or _display_name(folder)
+    return LocalChatModel(
+        model, tokenizer, name=display_name, folder=folder, max_batch_size=max_batch_size, cache_tokens=cache_tokens
+    )
 
 
 def _display_name(folder: Path) -> str:

@@ -1,6 +1,6 @@
 """One MCP server connection, held open by a background task that owns its transport and `ClientSession`.
 
-anyio cancel scopes (inside `stdio_client`, `streamable_http_client`, `sse_client` and `ClientSession`) must be
+anyio cancel scopes (inside the transports and `ClientSession`) must be
 exited by the task that entered them. A rollout opens its session in one task and closes it in another, and a pool
 may hand it between rollouts, so no caller task may own those contexts. Each server gets an *owner* task instead:
 
@@ -9,11 +9,17 @@ may hand it between rollouts, so no caller task may own those contexts. Each ser
 2. it reports ready (or the failure) and waits to be told to close;
 3. it exits the contexts, which runs the transport's own shutdown (for stdio: close stdin, wait 2 s, SIGTERM the
    process group, wait 2 s, SIGKILL);
-4. for stdio, it SIGKILLs whatever is left of the server's process group: mcp skips that when the server itself
-   exits in time, which would leave the server's own children running.
+4. for stdio, it SIGKILLs whatever is left of the server's process group: a server that exits in time may leave
+   its own children running.
 
 Requests go through the `ClientSession` from any task. `close_connections` bounds the shutdown and cancels owners
 that overrun it; cancellation makes the transport kill its child process outright.
+
+A dead server is noticed at once, not at the call timeout: the stdio transport reports the process's exit the moment
+it happens (even while a child the server started keeps its stdout open), the HTTP client reports a refused or broken
+connection (`http_watch`), and the owner reports its transport ending. Each report marks the connection lost and
+cancels every request waiting on it, which then raises `ServerConnectionError` with the reason (the exit status, or
+the transport's error) and the last lines of the server's stderr.
 """
 
 from __future__ import annotations
@@ -24,21 +30,22 @@ import math
 import os
 import tempfile
 import traceback
-from collections.abc import Awaitable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from typing import TextIO, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any, TextIO, TypeVar
 
 import anyio
 import anyio.to_thread
 import mcp.types
-from mcp import ClientSession, StdioServerParameters
+from mcp import ClientSession
 from mcp.client.sse import sse_client
-from mcp.client.stdio import stdio_client
 
 from hud_vf_gym.errors import ServerConnectionError, ServerStartError, ServerTimeoutError
+from hud_vf_gym.runtime.http_watch import watched_http_client
 from hud_vf_gym.runtime.mcp_compat import MCPError, Streams, next_cursor, streamable_http_transport
-from hud_vf_gym.runtime.processes import find_child_process_group, kill_process_group, signal_group, stat_fields
+from hud_vf_gym.runtime.processes import kill_process_group, signal_group, stat_fields
 from hud_vf_gym.runtime.servers import RemoteServer, ServerEntry, StdioServer
+from hud_vf_gym.runtime.stdio_transport import describe_exit, stdio_transport
 from hud_vf_gym.runtime.variables import redact_text
 
 __all__ = ["CLOSE_TIMEOUT_S", "FORCED_CLOSE_TIMEOUT_S", "ServerConnection", "close_connections", "list_all_tools"]
@@ -51,8 +58,9 @@ CLOSE_TIMEOUT_S = 5.0
 # After cancelling an owner that did not close in time, how long to wait for it; cancellation kills the child
 # process at once, so this only waits for the event loop to reap it.
 FORCED_CLOSE_TIMEOUT_S = 1.0
-# How long a failed call waits for a remote server's owner task to record why its transport broke, so the
-# error can say (for example) "502 Bad Gateway" instead of only "connection closed".
+# How long a failed call waits for a remote server's owner task to record why its transport broke (or for a stdio
+# server's exit status, which may trail its closed stdout by a moment), so the error can say "502 Bad Gateway" or
+# "exited with status 3" instead of only "connection closed".
 _FAILURE_REPORT_WAIT_S = 0.5
 # An idle HTTP response stream may stay open this long before the HTTP client gives up on it (mcp's own default).
 _HTTP_READ_TIMEOUT_S = 300.0
@@ -69,6 +77,10 @@ _CONNECTION_LOST_ERRORS = (
     anyio.EndOfStream,
     ConnectionError,
 )
+
+
+class _Lost(Exception):
+    """A request cut short because its connection was lost (becomes a `ServerConnectionError`)."""
 
 
 class ServerConnection:
@@ -90,6 +102,10 @@ class ServerConnection:
         self._failure: Exception | None = None
         self._timed_out = False
         self._lost = False
+        self._loss: str | None = None  # why the connection was lost, as first noticed
+        self._exited = anyio.Event()  # a stdio server's process has exited
+        self._waiting: set[asyncio.Task[Any]] = set()  # the tasks inside `request`
+        self._cut: set[asyncio.Task[Any]] = set()  # those `_lose` cancelled
         self._ready = anyio.Event()
         self._finished = anyio.Event()
         self._close_requested = anyio.Event()
@@ -158,6 +174,8 @@ class ServerConnection:
         except Exception as exc:  # the owner must not die with an unretrieved exception: callers read it instead
             self._failure = exc
         finally:
+            # requests still waiting would otherwise wait for their timeout: the transport they wait on is gone
+            self._lose(_describe_exception(self._failure) or "the connection was closed")
             await kill_process_group(self._process_group)
             self._ready.set()
             self._finished.set()
@@ -170,9 +188,6 @@ class ServerConnection:
         would leave its container running.
         """
         read_stream, write_stream = await stack.enter_async_context(self._transport())
-        if self._stderr is not None:
-            # a thread, because the /proc scan grows with the machine's process count
-            self._process_group = await anyio.to_thread.run_sync(find_child_process_group, self._stderr)
         client = await stack.enter_async_context(ClientSession(read_stream, write_stream))
         with anyio.CancelScope(deadline=anyio.current_time() + self._connect_timeout_s) as startup_scope:
             self._startup_scope = startup_scope
@@ -180,23 +195,63 @@ class ServerConnection:
             self.tools = await list_all_tools(client)
             self._client = client
         self._startup_scope = None
-        self._timed_out = startup_scope.cancelled_caught and not self._close_requested.is_set()
+        self._timed_out = startup_scope.cancelled_caught and not self._close_requested.is_set() and not self._lost
         return self._client is not None
 
     def _transport(self) -> AbstractAsyncContextManager[Streams]:
         """The mcp transport for this entry, yielding the read and write streams."""
         entry = self._entry
         if isinstance(entry, StdioServer):
-            parameters = StdioServerParameters(
-                command=entry.command, args=entry.args, env=entry.env or None, cwd=entry.cwd
-            )
-            assert self._stderr is not None  # created in __init__ for every stdio entry
-            return stdio_client(parameters, errlog=self._stderr)
+            return self._stdio_streams(entry)
         if entry.uses_sse:
+
+            def client_factory(
+                headers: dict[str, str] | None = None,
+                timeout: Any = None,  # an httpx (mcp 1) or httpx2 (mcp 2) Timeout
+                auth: Any = None,  # mcp's factory signature; entries carry no auth object
+            ) -> Any:
+                return watched_http_client(headers, timeout, self._transport_broke)
+
             return sse_client(
-                entry.url, headers=entry.headers, timeout=self._connect_timeout_s, sse_read_timeout=_HTTP_READ_TIMEOUT_S
+                entry.url,
+                headers=entry.headers,
+                timeout=self._connect_timeout_s,
+                sse_read_timeout=_HTTP_READ_TIMEOUT_S,
+                httpx_client_factory=client_factory,
             )
-        return streamable_http_transport(entry.url, entry.headers, self._connect_timeout_s, _HTTP_READ_TIMEOUT_S)
+        return streamable_http_transport(
+            entry.url, entry.headers, self._connect_timeout_s, _HTTP_READ_TIMEOUT_S, on_broken=self._transport_broke
+        )
+
+    @asynccontextmanager
+    async def _stdio_streams(self, entry: StdioServer) -> AsyncIterator[Streams]:
+        """Our stdio transport (it watches the process), noting the server's pid, which is its process group."""
+        assert self._stderr is not None  # created in __init__ for every stdio entry
+        async with stdio_transport(entry, self._stderr, self._process_exited) as (read_stream, write_stream, pid):
+            self._process_group = pid
+            yield read_stream, write_stream
+
+    def _process_exited(self, returncode: int) -> None:
+        """The stdio transport's report: the server's process has exited."""
+        self._exited.set()
+        if not self._close_requested.is_set():
+            self._lose(f"its process {describe_exit(returncode)}")
+
+    def _transport_broke(self, exc: Exception) -> None:
+        """The HTTP client's report: a request or a response body failed (refused, reset, cut off)."""
+        if not self._close_requested.is_set():
+            self._lose(_describe_exception(exc))
+
+    def _lose(self, reason: str) -> None:
+        """Mark the connection lost for `reason` and cancel every request waiting on it (and a start in progress)."""
+        self._lost = True
+        if self._loss is None:
+            self._loss = reason
+        if self._startup_scope is not None:
+            self._startup_scope.cancel()
+        for task in self._waiting - self._cut:
+            self._cut.add(task)
+            task.cancel()
 
     async def request(
         self, operation: str, timeout_s: float, send: Callable[[ClientSession], Awaitable[_ResultT]]
@@ -219,9 +274,7 @@ class ServerConnection:
         if self._client is None or not self.is_alive:
             raise await self._connection_error(operation, cause=None)
         try:
-            # asyncio's own timeout: a third of anyio's fail_after per call, on the hottest path of every turn
-            async with asyncio.timeout(timeout_s):
-                return await send(self._client)
+            return await self._send_or_lose(timeout_s, send)
         except TimeoutError as exc:
             raise ServerTimeoutError(
                 f"MCP server {self.name!r} ({self.target}) did not answer {operation} within {timeout_s:g} s; "
@@ -233,14 +286,34 @@ class ServerConnection:
             raise await self._connection_error(operation, cause=None) from exc
         except _CONNECTION_LOST_ERRORS as exc:
             raise await self._connection_error(operation, cause=exc) from exc
+        except _Lost:
+            raise await self._connection_error(operation, cause=None) from None
+
+    async def _send_or_lose(self, timeout_s: float, send: Callable[[ClientSession], Awaitable[_ResultT]]) -> _ResultT:
+        """Run `send` within `timeout_s`; raise `_Lost` when `_lose` cut it short (the server is gone)."""
+        assert self._client is not None  # checked by the caller
+        task = asyncio.current_task()
+        assert task is not None  # called from a coroutine
+        self._waiting.add(task)
+        try:
+            # asyncio's own timeout: a third of anyio's fail_after per call, on the hottest path of every turn
+            async with asyncio.timeout(timeout_s):
+                return await send(self._client)
+        except asyncio.CancelledError:
+            # only while this task waits in `send` may `_lose` cancel it; any other cancellation goes on
+            if task not in self._cut or task.uncancel() > 0:
+                raise
+        finally:
+            self._waiting.discard(task)
+            self._cut.discard(task)
+        raise _Lost
 
     async def _connection_error(self, operation: str, cause: BaseException | None) -> ServerConnectionError:
         """Mark the connection lost and describe why, with the transport's failure and the server's stderr."""
         self._lost = True
-        if isinstance(self._entry, RemoteServer):
-            with anyio.move_on_after(_FAILURE_REPORT_WAIT_S):
-                await self._finished.wait()
-        why = _describe_exception(self._failure or cause)
+        with anyio.move_on_after(_FAILURE_REPORT_WAIT_S):
+            await (self._finished if isinstance(self._entry, RemoteServer) else self._exited).wait()
+        why = self._loss or _describe_exception(self._failure or cause)
         message = f"MCP server {self.name!r} ({self.target}) closed the connection during {operation}"
         return ServerConnectionError(self._redact(message + (f": {why}" if why else "") + self._stderr_tail()))
 
@@ -253,8 +326,9 @@ class ServerConnection:
                 f"MCP server {self.name!r} ({self.target}) did not finish starting (initialize + tools/list) "
                 f"within {self._connect_timeout_s:g} s; raise timeouts.connect_s if it is slow to start"
             )
-        elif _is_connection_closed(_innermost(self._failure)):
+        elif _is_connection_closed(_innermost(self._failure)) or (self._failure is None and self._lost):
             message = f"MCP server {self.name!r} ({self.target}) exited or closed the connection while starting"
+            message += f": {self._loss}" if self._loss and self._loss.startswith("its process") else ""
         else:
             message = f"could not start MCP server {self.name!r} ({self.target}): {_describe_exception(self._failure)}"
         error = ServerStartError(self._redact(message + self._stderr_tail()))
@@ -342,13 +416,13 @@ def _describe_exception(exc: BaseException | None) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-async def close_connections(connections: Iterable[ServerConnection]) -> None:
-    """Close all connections at once: ask politely, then cancel the owners that did not finish in time."""
+async def close_connections(connections: Iterable[ServerConnection], timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """Close all connections at once: ask politely (at most `timeout_s`), then cancel the owners still running."""
     connections = list(connections)
     # 1. Ask every owner to exit its contexts: the transports run their own shutdown (stdin closed, SIGTERM, ...).
     for connection in connections:
         connection.request_close()
-    pending = await _wait_finished(connections, CLOSE_TIMEOUT_S)
+    pending = await _wait_finished(connections, timeout_s)
     # 2. Cancel the owners still running: cancellation kills their child processes at once.
     for connection in pending:
         connection.force_close()

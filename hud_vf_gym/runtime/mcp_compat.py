@@ -11,6 +11,8 @@ pull mcp 2.3, so the runtime and the built-in servers run on both. Everything el
 | type fields          | camelCase (`isError`, `inputSchema`)   | snake_case (`is_error`, `input_schema`)      |
 | a request            | wrapped in `ClientRequest(...)`        | the bare request (`ClientRequest`: a Union)  |
 | streamable HTTP      | an `httpx` client; yields 3 values     | an `httpx2` client; yields 2 values          |
+| HTTP client library  | `httpx` (also SSE's client factory)    | `httpx2`                                     |
+| a stdio line         | `JSONRPCMessage.model_validate_json`   | `jsonrpc_message_adapter.validate_json`      |
 
 Constructors accept the camelCase spellings on both (`CallToolResult(isError=True)`), so only reads go through the
 helpers below. The server side is imported on first use only: a client never pays for it.
@@ -52,13 +54,16 @@ __all__ = [
     "Streams",
     "call_tool_request",
     "create_server",
+    "dump_message",
     "error_message",
     "http_app",
+    "http_module",
     "input_schema",
     "is_error",
     "lowlevel_server",
     "mime_type",
     "next_cursor",
+    "parse_message",
     "run_server",
     "server_class",
     "streamable_http_transport",
@@ -194,21 +199,53 @@ def call_tool_request(name: str, arguments: Mapping[str, Any]) -> mcp.types.Clie
     return mcp.types.ClientRequest(request)
 
 
+def parse_message(line: bytes) -> SessionMessage:
+    """One JSON-RPC message read from a stdio server (a RootModel on mcp 1, a union's type adapter on mcp 2).
+
+    Raises:
+        pydantic.ValidationError: the line is not a JSON-RPC message.
+    """
+    if MCP_MAJOR >= 2:
+        adapter: Any = getattr(mcp.types, "jsonrpc_message_adapter")  # noqa: B009 - mcp 2 only
+        return SessionMessage(adapter.validate_json(line, by_name=False))
+    return SessionMessage(mcp.types.JSONRPCMessage.model_validate_json(line))
+
+
+def dump_message(message: SessionMessage) -> str:
+    """A JSON-RPC message as one line of JSON for a stdio server, as each major's own stdio client writes it."""
+    if MCP_MAJOR >= 2:  # mcp 2 keeps explicit nulls (a tool argument may be None) and drops unset fields
+        return message.message.model_dump_json(by_alias=True, exclude_unset=True)
+    return message.message.model_dump_json(by_alias=True, exclude_none=True)
+
+
+def http_module() -> Any:
+    """The HTTP library mcp's HTTP transports take clients of: `httpx` on mcp 1, `httpx2` on mcp 2."""
+    return importlib.import_module("httpx2" if MCP_MAJOR >= 2 else "httpx")
+
+
 @asynccontextmanager
 async def streamable_http_transport(
-    url: str, headers: Mapping[str, str], connect_timeout_s: float, read_timeout_s: float
+    url: str,
+    headers: Mapping[str, str],
+    connect_timeout_s: float,
+    read_timeout_s: float,
+    *,
+    on_broken: Callable[[Exception], None] | None = None,
 ) -> AsyncIterator[Streams]:
     """Mcp's streamable HTTP transport with our headers and timeouts, yielding only the two streams.
 
     mcp 1 takes an `httpx` client and yields (read, write, get_session_id); mcp 2 takes an `httpx2` client and yields
-    (read, write).
+    (read, write). With `on_broken`, the client reports its first transport error there (`runtime/http_watch.py`).
     """
     from mcp.client.streamable_http import streamable_http_client
 
-    http: Any = importlib.import_module("httpx2" if MCP_MAJOR >= 2 else "httpx")
+    http = http_module()
     timeout = http.Timeout(connect_timeout_s, read=read_timeout_s)
-    async with (
-        http.AsyncClient(headers=dict(headers), timeout=timeout) as http_client,
-        streamable_http_client(url, http_client=http_client) as streams,
-    ):
+    if on_broken is not None:
+        from hud_vf_gym.runtime.http_watch import watched_http_client  # it imports this module
+
+        client = watched_http_client(headers, timeout, on_broken)
+    else:
+        client = http.AsyncClient(headers=dict(headers), timeout=timeout)
+    async with client as http_client, streamable_http_client(url, http_client=http_client) as streams:
         yield streams[0], streams[1]

@@ -37,7 +37,7 @@ from typing import Any
 
 from hud_vf_gym.config import SessionsConfig, Timeouts
 from hud_vf_gym.environments import SETUP_RESETS_STATE_META
-from hud_vf_gym.runtime.session import MCPSession
+from hud_vf_gym.runtime.session import CLOSE_TIMEOUT_S, MCPSession
 from hud_vf_gym.runtime.variables import resolve_templates
 
 __all__ = ["SETUP_RESETS_STATE_META", "PoolStats", "SessionPool", "servers_not_reset"]
@@ -126,6 +126,12 @@ class SessionPool:
         with self._lock:
             return replace(self._counts, idle=sum(len(entries) for entries in self._idle.values()))
 
+    def idle_process_groups(self) -> tuple[int, ...]:
+        """The process groups of the stdio servers of the idle sessions (what a soak may kill while they wait)."""
+        with self._lock:
+            sessions = [entry.session for entries in self._idle.values() for entry in entries]
+        return tuple(group for session in sessions for group in session.process_groups)
+
     def _uncount_checkout(self) -> None:
         """Take back the count of a checkout that handed out no session."""
         with self._lock:
@@ -170,12 +176,13 @@ class SessionPool:
                 self._idle[key] = kept
         return expired
 
-    async def checkin(self, session: MCPSession, *, reusable: bool) -> None:
+    async def checkin(self, session: MCPSession, *, reusable: bool, close_timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """Return a checked-out session: back to the pool when it is fit for another rollout, otherwise closed.
 
         Args:
             session: a session from `checkout` (any other session is simply closed).
             reusable: whether the rollout that used it ended cleanly (no error escaped any phase).
+            close_timeout_s: how long closing may wait politely (what is left of the rollout's deadline).
         """
         loop = asyncio.get_running_loop()
         closing: list[MCPSession] = []
@@ -191,7 +198,7 @@ class SessionPool:
                     closing += self._evict_over_capacity(loop)
                 else:
                     closing.append(self._forget(entry))
-        await _close_all(closing)
+        await _close_all(closing, close_timeout_s)
 
     def _fit_for_reuse(self, entry: _Entry, reusable: bool, loop: asyncio.AbstractEventLoop) -> bool:
         session = entry.session
@@ -277,10 +284,10 @@ def _last_on_loop(entries: list[_Entry], loop: asyncio.AbstractEventLoop) -> int
     return next((index for index in range(len(entries) - 1, -1, -1) if entries[index].loop is loop), None)
 
 
-async def _close_all(sessions: list[MCPSession]) -> None:
+async def _close_all(sessions: list[MCPSession], timeout_s: float = CLOSE_TIMEOUT_S) -> None:
     """Close sessions at once; a close is bounded and never raises."""
     if sessions:
-        await asyncio.gather(*(session.aclose() for session in sessions), return_exceptions=True)
+        await asyncio.gather(*(session.aclose(timeout_s=timeout_s) for session in sessions), return_exceptions=True)
 
 
 _LIVE_POOLS: weakref.WeakSet[SessionPool] = weakref.WeakSet()

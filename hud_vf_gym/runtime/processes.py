@@ -1,9 +1,8 @@
-"""The process group of a stdio MCP server: find it, kill what is left of it, wait until it is gone (Linux /proc).
+"""The process group of a stdio MCP server: signal it, kill what is left of it, wait until it is gone (Linux /proc).
 
-The SDK's `stdio_client` starts the server in a new session (so it leads its own process group) but does not expose
-the process, and on close it signals the group only when the server outlives its grace period. A server that exits
-on time can leave its own children (a browser, a game backend) running, so the connection finds the group through
-the server's stderr capture file and kills what is left once the server has exited.
+The stdio transport starts the server in a new session, so it leads its own process group (its pid is the group's
+id). On close the group is signalled only when the server outlives its grace period; a server that exits on time can
+leave its own children (a browser, a game backend) running, so the connection kills what is left once it has exited.
 """
 
 from __future__ import annotations
@@ -11,32 +10,14 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
-from typing import TextIO
 
 import anyio
 
-__all__ = ["find_child_process_group", "kill_process_group", "signal_group", "stat_fields"]
+__all__ = ["kill_process_group", "signal_group", "stat_fields"]
 
 # Killed processes vanish within milliseconds; this only bounds the wait should one linger (a zombie nobody reaps).
 _GROUP_EXIT_WAIT_S = 1.0
 _GROUP_EXIT_POLL_S = 0.01
-
-
-def find_child_process_group(stderr_file: TextIO) -> int | None:
-    """The process group of the child we started with `stderr_file` as its stderr; None where /proc is missing.
-
-    stdio_client does not expose its process. Its child leads a new process group, and its stderr is our capture
-    file, which tells it apart from every other child of this process.
-    """
-    capture = os.fstat(stderr_file.fileno())
-    for pid, fields in _process_stats():
-        try:
-            stderr = os.stat(f"/proc/{pid}/fd/2")
-        except OSError:  # gone, or another user's process
-            continue
-        if (stderr.st_dev, stderr.st_ino) == (capture.st_dev, capture.st_ino) and int(fields[1]) == os.getpid():
-            return int(fields[2])
-    return None
 
 
 async def kill_process_group(process_group: int | None) -> None:
@@ -64,10 +45,10 @@ def _group_has_live_members(process_group: int) -> bool:
     return any(int(fields[2]) == process_group and fields[0] not in "ZX" for _, fields in _process_stats())
 
 
-def signal_group(process_group: int) -> bool:
-    """SIGKILL a process group; False when it has no process left (or is not ours to signal)."""
+def signal_group(process_group: int, signal_number: int = signal.SIGKILL) -> bool:
+    """Signal a process group (SIGKILL unless told otherwise); False when it has no process left (or is not ours)."""
     try:
-        os.killpg(process_group, signal.SIGKILL)
+        os.killpg(process_group, signal_number)
     except (ProcessLookupError, PermissionError):
         return False
     return True

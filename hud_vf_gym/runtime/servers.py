@@ -7,7 +7,8 @@
   the transport inferred from the URL when absent.
 
 Entries are validated after `${VAR}` resolution; messages name the server and the field, never a value (values
-may be secrets).
+may be secrets). `entry_problems` checks an entry as written (templates unresolved), so a taskset row with a bad
+entry is refused when the taskset loads rather than when its rollout starts.
 """
 
 from __future__ import annotations
@@ -16,13 +17,21 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hud_vf_gym.errors import ConfigError
-from hud_vf_gym.runtime.variables import template_variables
+from hud_vf_gym.errors import ConfigError, MissingCredentialsError
+from hud_vf_gym.runtime.variables import has_template, template_variables
 from hud_vf_gym.validation import validation_problems
 
-__all__ = ["HUB_HOSTS", "RemoteServer", "ServerEntry", "StdioServer", "check_hub_credentials", "parse_mcp_config"]
+__all__ = [
+    "HUB_HOSTS",
+    "RemoteServer",
+    "ServerEntry",
+    "StdioServer",
+    "check_hub_credentials",
+    "entry_problems",
+    "parse_mcp_config",
+]
 
 HUB_HOSTS = frozenset({"mcp.hud.so", "mcp.hud.ai"})
 """Hosts of HUD's hosted MCP hub, which needs `Authorization: Bearer <HUD_API_KEY>`."""
@@ -45,11 +54,23 @@ class RemoteServer(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(pattern=r"^https?://", description="The MCP endpoint, e.g. `https://mcp.hud.ai/v3/mcp`.")
+    url: str = Field(description="The MCP endpoint, e.g. `https://mcp.hud.ai/v3/mcp`.")
     headers: dict[str, str] = Field(default_factory=dict, description="Sent with every request.")
     transport: Literal["http", "streamable-http", "sse"] | None = Field(
         default=None, description="Inferred when absent: a URL path containing `/sse` means SSE, else HTTP."
     )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        """Accept only http:// and https:// endpoints; the message names the scheme found, never the URL."""
+        scheme = urlparse(url).scheme.lower() if "://" in url else ""
+        if scheme in ("http", "https"):
+            return url
+        found = f"the scheme {scheme!r}" if scheme else "no scheme"
+        raise ValueError(
+            f"expected an http:// or https:// URL (an MCP endpoint, e.g. https://mcp.hud.ai/v3/mcp), found {found}"
+        )
 
     @property
     def uses_sse(self) -> bool:
@@ -91,25 +112,59 @@ def parse_mcp_config(mcp_config: Mapping[str, Any]) -> dict[str, ServerEntry]:
 
 def _parse_entry(name: str, raw_entry: Any, problems: list[str]) -> ServerEntry | None:
     """Validate one entry, appending its problems (with the server's name) to `problems`."""
+    entry, entry_lines = _validate_entry(raw_entry)
+    problems.extend(f"server {name!r}: {line}" for line in entry_lines)
+    return entry
+
+
+# What a field of an entry must hold, added to pydantic's type errors so the message carries the fix.
+_EXPECTED = {
+    "command": "the executable as one string, e.g. 'docker' (its arguments go in 'args')",
+    "args": 'a list of strings, e.g. ["run", "--rm", "-i", "<image>"]',
+    "env": 'a mapping of variable names to string values, e.g. {"DEBUG": "1"} (quote numbers)',
+    "cwd": "a folder path as a string",
+    "headers": 'a mapping of header names to string values, e.g. {"Authorization": "Bearer ${HUD_API_KEY}"}',
+}
+
+
+def _validate_entry(raw_entry: Any) -> tuple[ServerEntry | None, list[str]]:
+    """Validate one entry; return it (None when invalid) and its problems as `location: message` lines."""
     if not isinstance(raw_entry, Mapping):
-        problems.append(
-            f"server {name!r}: expected a mapping with 'command' (stdio) or 'url' (HTTP/SSE), got {_kind_of(raw_entry)}"
-        )
-        return None
+        return None, [f"expected a mapping with 'command' (stdio) or 'url' (HTTP/SSE), got {_kind_of(raw_entry)}"]
     if ("command" in raw_entry) == ("url" in raw_entry):
         which = "both 'command' and 'url'" if "command" in raw_entry else "neither 'command' nor 'url'"
-        problems.append(f"server {name!r}: has {which}; give 'command' for a stdio server or 'url' for a remote one")
-        return None
+        return None, [f"has {which}; give 'command' for a stdio server or 'url' for a remote one"]
     model: type[StdioServer] | type[RemoteServer] = StdioServer if "command" in raw_entry else RemoteServer
     data = dict(raw_entry)
     if model is StdioServer and "arguments" in data and "args" not in data:
         data["args"] = data.pop("arguments")  # hud-python's Oct-2025 rename of every "args" key to "arguments"
     try:
-        return model.model_validate(data)
+        return model.model_validate(data), []
     except ValidationError as exc:
         # a resolved entry may hold secrets: locations and messages only, never the input
-        problems.extend(f"server {name!r}: {line}" for line in validation_problems(exc, model, quote_input=False))
-        return None
+        return None, [_with_expectation(line) for line in validation_problems(exc, model, quote_input=False)]
+
+
+def _with_expectation(line: str) -> str:
+    """Add what the field must hold to a pydantic type error (`args: Input should be a valid list; expected ...`)."""
+    location, _, message = line.partition(": ")
+    field = location.split(".")[0]
+    if field in _EXPECTED and message.startswith("Input should be"):
+        return f"{line}; expected {_EXPECTED[field]}"
+    return line
+
+
+def entry_problems(raw_entry: Any) -> list[str]:
+    """The problems of one `mcp_config` entry as written (before `${VAR}` resolution), as `location: message` lines.
+
+    Templates count as the strings they will become; a URL whose scheme is a template (`${HUB_URL}/mcp`) is checked
+    only once resolved, by `parse_mcp_config`.
+    """
+    if isinstance(raw_entry, Mapping) and isinstance(raw_entry.get("url"), str):
+        url = raw_entry["url"]
+        if has_template(url.split("://", 1)[0]):
+            raw_entry = {**raw_entry, "url": "https://template.invalid/"}
+    return _validate_entry(raw_entry)[1]
 
 
 def _kind_of(value: Any) -> str:
@@ -124,7 +179,7 @@ def check_hub_credentials(resolved_config: Mapping[str, Any], unresolved_config:
     Connecting with `Bearer ` fails with "Illegal header value" and then hangs (hud-python#110).
 
     Raises:
-        ConfigError: naming each such server and the variable to export.
+        MissingCredentialsError: naming each such server and the variable to export.
     """
     problems = []
     for name, entry in resolved_config.items():
@@ -143,7 +198,7 @@ def check_hub_credentials(resolved_config: Mapping[str, Any], unresolved_config:
         if problem:
             problems.append(f"mcp_config server {name!r} ({raw_entry.get('url')}): {problem}")
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise MissingCredentialsError("\n".join(problems))
 
 
 def _headers_of(entry: Mapping[str, Any]) -> Mapping[str, Any]:

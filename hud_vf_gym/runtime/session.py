@@ -5,8 +5,8 @@ Lifecycle of an `MCPSession`:
 1. `MCPSession.open(mcp_config)` resolves `${VAR}` templates (from `os.environ` unless told otherwise), validates
    every server entry (all problems in one `ConfigError`), refuses a HUD hub entry whose API key is empty, and
    starts or connects every server at once.
-2. Each server gets a background asyncio task, its *owner* (see `connection.py`), that enters the
-   transport (`stdio_client`, `streamable_http_client` or `sse_client`) and the `ClientSession`, runs `initialize`
+2. Each server gets a background asyncio task, its *owner* (see `connection.py`), that enters the transport
+   (our `stdio_transport`, mcp's `streamable_http_client` or `sse_client`) and the `ClientSession`, runs `initialize`
    and `tools/list` within `Timeouts.connect_s`, then waits to be told to close. anyio cancel scopes must exit in
    the task that entered them; the owner keeps that promise while the session is opened, used and closed from any
    tasks.
@@ -18,11 +18,13 @@ Lifecycle of an `MCPSession`:
    cancels the owners, which kills what is left. It is shielded from the caller's cancellation and may be called
    any number of times.
 
-Known limit (mcp 1.30): over streamable HTTP, a server that dies mid-call is noticed only when the call times
-out, because mcp drops the failed response stream without failing the request; stdio and SSE notice at once.
+A server that dies is noticed at once over every transport (see `connection.py`): the requests waiting on it fail
+with `ServerConnectionError` within moments, not at their call timeout.
 
 The session needs the asyncio backend (verifiers and TRL both run on asyncio). The resolved config, which holds
 secrets, is kept only inside the private per-server connections; `redacted_config` is the copy that may be logged.
+Every value a `${VAR}` resolved to is a secret, whatever the variable's name: errors, stderr tails and log records
+(ours, mcp's, httpx's) show `***` instead.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from hud_vf_gym.runtime.servers import (
     check_hub_credentials,
     parse_mcp_config,
 )
-from hud_vf_gym.runtime.variables import redact, resolve_templates, secret_values
+from hud_vf_gym.runtime.variables import install_log_redaction, redact, resolve_templates, secret_values
 from hud_vf_gym.types import ToolResult, ToolSpec
 
 __all__ = [
@@ -111,6 +113,7 @@ class MCPSession:
         entries = parse_mcp_config(resolved)
         check_hub_credentials(resolved, mcp_config)
         secrets = secret_values(mcp_config, resolved, environment)
+        install_log_redaction(secrets)  # mcp and httpx log request URLs; our own records may quote a target
         connections = {
             name: ServerConnection(name, entry, secrets, timeouts.connect_s) for name, entry in entries.items()
         }
@@ -261,15 +264,20 @@ class MCPSession:
                 routes.setdefault(tool_name, candidates[0])
         self.tools, self._routes = tools, routes
 
-    async def aclose(self) -> None:
-        """Shut every server down (bounded by `CLOSE_TIMEOUT_S` + `FORCED_CLOSE_TIMEOUT_S`); safe to call again."""
+    async def aclose(self, *, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Shut every server down; safe to call again.
+
+        Args:
+            timeout_s: how long the polite shutdown may take (at most `CLOSE_TIMEOUT_S`); then the servers are
+                killed, which takes at most `FORCED_CLOSE_TIMEOUT_S` more.
+        """
         if self._closing is not None:
             await self._closing.wait()
             return
         self._closing = anyio.Event()
         try:
             with anyio.CancelScope(shield=True):
-                await close_connections(self._connections.values())
+                await close_connections(self._connections.values(), min(timeout_s, CLOSE_TIMEOUT_S))
         finally:
             self._closing.set()
 

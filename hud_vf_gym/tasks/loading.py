@@ -212,7 +212,11 @@ def _read_named(source: str | Path, *, split: str, base_dir: Path | None) -> tup
         if _HUB_ID.match(source) and Path(source).suffix not in _TASKSET_SUFFIXES:
             return _read_hub(source, split, path), f"hub dataset {source!r}", False
     if isinstance(source, Path) or Path(source).suffix in _TASKSET_SUFFIXES or "/" in source or "\\" in source:
-        raise TaskError(f"taskset file {str(source)!r} not found (looked for {path}); check the path or base_dir")
+        relative_to = "the current directory" if base_dir is None else f"base_dir {str(base_dir)!r}"
+        raise TaskError(
+            f"taskset file {str(source)!r} not found (looked for {path}); check the path (a relative path is read "
+            f"from {relative_to})"
+        )
     raise TaskError(_unknown_source_message(source, path))
 
 

@@ -15,6 +15,9 @@ Hugging Face datasets whose `mcp_config`, `setup_tool`, `evaluate_tool` and `met
   too) gets its `args` back.
 
 `mcp_config` is kept exactly as written: `${VAR}` templates are resolved per rollout and never stored resolved.
+Its entries are still checked as written (types, keys, URL schemes: `runtime.servers.entry_problems`), every string
+of the row must be encodable as UTF-8 (Arrow and JSON refuse a lone surrogate), and a field the row format does not
+have is refused with the closest known name, so a typo such as `setup_tools` never drops the setup silently.
 Rows are counted from 0 in every message.
 """
 
@@ -26,13 +29,11 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hud_vf_gym.errors import TaskError
+from hud_vf_gym.runtime.servers import entry_problems
 from hud_vf_gym.types import ToolCall
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Task"]
 
@@ -49,6 +50,7 @@ _CALL_KEYS = {"name": "name", "function": "name", "arguments": "arguments", "arg
 _IGNORED_CALL_KEYS = frozenset({"id", "_meta", "meta"})
 # HUD row keys we read nothing from, so a typo hint never points at them
 _IGNORED_ROW_KEYS = frozenset({"integration_test_tool"})
+_ROW_INDEX_KEY = "row_index"  # where `to_info` keeps the row's position in its taskset
 _EXAMPLE_MCP_CONFIG = '{"local": {"command": "docker", "args": ["run", "--rm", "-i", "<image>"]}}'
 _EXAMPLE_EVALUATE = '{"name": "evaluate", "arguments": {"name": "max_number", "arguments": {"target": 128}}}'
 
@@ -175,7 +177,18 @@ def _parse_server_entry(entry: Any) -> dict[str, Any]:
     if "command" in fixed and "args" not in fixed and isinstance(fixed.get("arguments"), list):
         # HUD's Oct-2025 rewrite of every "args" key to "arguments" also renamed the stdio argument list
         fixed["args"] = fixed.pop("arguments")
+    problems = entry_problems(fixed)
+    if problems:
+        raise _FieldError(*(_located(problem) for problem in problems))
     return fixed
+
+
+def _located(problem: str) -> tuple[str, str]:
+    """Split an entry problem `args: Input should be ...` into (`.args`, the message); a whole-entry one stays put."""
+    location, separator, message = problem.partition(": ")
+    if separator and location and " " not in location:
+        return f".{location}", message
+    return "", problem
 
 
 def _parse_setup_calls(value: Any) -> tuple[ToolCall, ...]:
@@ -285,12 +298,21 @@ def _parse_fields(row: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Read every field of a row; return the values read and one problem line per bad location."""
     values: dict[str, Any] = {}
     problems: list[str] = []
+    hinted: set[str] = set()  # unknown fields a missing field's message already points at
     for key, parse in _FIELD_PARSERS.items():
+        unencodable = _unencodable_text(row.get(key))
+        if unencodable is not None:
+            location, message = unencodable
+            problems.append(f"{key}{location}: {message}")
+            continue
         try:
             values[key] = parse(row.get(key))
         except _FieldError as exc:
-            hint = "" if key in row else _did_you_mean(key, row)
+            typo = None if key in row else _misspelling_of(key, row)
+            hint = f" (the row has {typo!r}: did you mean {key!r}?)" if typo else ""
+            hinted.update([typo] if typo else [])
             problems.extend(f"{key}{location}: {message}{hint}" for location, message in exc.entries)
+    problems.extend(_unknown_field_problems(row, hinted))
     if "system_prompt" in values and "agent_config" in values:
         try:
             values["system_prompt"] = _merge_system_prompt(values["system_prompt"], values["agent_config"])
@@ -310,10 +332,52 @@ def _merge_system_prompt(top_level: str | None, agent_config: Mapping[str, Any])
     return top_level if top_level is not None else nested
 
 
-def _did_you_mean(key: str, row: Mapping[str, Any]) -> str:
+def _unknown_field_problems(row: Mapping[str, Any], hinted: set[str]) -> list[str]:
+    """One problem per field the row format does not have (a typo would otherwise drop that field silently)."""
+    problems = []
+    known = ", ".join(_FIELD_PARSERS)
+    for name in row:
+        if name in _FIELD_PARSERS or name in _IGNORED_ROW_KEYS or str(name) in hinted:
+            continue
+        close = difflib.get_close_matches(str(name), list(_FIELD_PARSERS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.append(f"{name}: unknown field{hint}; a task row has {known}; put any other data under metadata")
+    return problems
+
+
+def _unencodable_text(value: Any, location: str = "") -> tuple[str, str] | None:
+    """The first string (or key) in `value` that UTF-8 cannot encode, as (location, message); None when all can."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            character = value[exc.start]
+            return location, (
+                f"contains {character!r} at character {exc.start}, a lone surrogate that UTF-8 cannot encode "
+                "(Arrow datasets, JSON files and HTTP refuse it); fix the text where it was decoded "
+                "(usually bytes read with errors='surrogateescape')"
+            )
+        return None
+    if isinstance(value, Mapping):
+        items: list[tuple[str, Any]] = []
+        for key, item in value.items():
+            items += [(location, key), (f"{location}.{key}", item)]
+    elif isinstance(value, list | tuple):
+        items = [(f"{location}[{position}]", item) for position, item in enumerate(value)]
+    else:
+        return None
+    for item_location, item in items:
+        found = _unencodable_text(item, item_location)
+        if found is not None:
+            return found
+    return None
+
+
+def _misspelling_of(key: str, row: Mapping[str, Any]) -> str | None:
+    """The row's unknown field that looks like a misspelling of `key`, if any."""
     unknown = [str(name) for name in row if name not in _FIELD_PARSERS and name not in _IGNORED_ROW_KEYS]
     close = difflib.get_close_matches(key, unknown, n=1)
-    return f" (the row has {close[0]!r}: did you mean {key!r}?)" if close else ""
+    return close[0] if close else None
 
 
 def _row_label(task_id: Any, index: int | None) -> str:
@@ -355,6 +419,8 @@ class Task:
         system_prompt: a task-specific system prompt, if the row had one.
         metadata: free-form data carried along (difficulty, answer, ...).
         agent_config: hud 0.4.74's agent settings (`allowed_tools`, `append_setup_output`, ...), empty if none.
+        row_index: the row's position in its taskset (None when unknown), named in the errors of its rollouts;
+            not part of the task's identity, so it is left out of comparisons and of `to_row`.
     """
 
     id: str
@@ -365,6 +431,7 @@ class Task:
     system_prompt: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     agent_config: Mapping[str, Any] = field(default_factory=dict)
+    row_index: int | None = field(default=None, compare=False)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], *, index: int | None = None) -> Task:
@@ -394,7 +461,13 @@ class Task:
             system_prompt=values["system_prompt"],
             metadata=values["metadata"],
             agent_config=values["agent_config"],
+            row_index=index,
         )
+
+    @property
+    def label(self) -> str:
+        """How messages name the task: `row 3 (id 'x')`, or `task (id 'x')` when its row is unknown."""
+        return _row_label(self.id, self.row_index)
 
     def to_row(self) -> dict[str, str]:
         """Return the task as HUD's Hugging Face columns, the last four of the six being JSON strings.
@@ -429,6 +502,8 @@ class Task:
             info["system_prompt"] = self.system_prompt
         if self.agent_config:
             info["agent_config"] = self.agent_config
+        if self.row_index is not None:
+            info[_ROW_INDEX_KEY] = self.row_index
         return _dumps(info, compact=True)
 
     @classmethod
@@ -448,4 +523,6 @@ class Task:
                 ) from exc
         if not isinstance(decoded, Mapping):
             raise TaskError(f"info: expected a JSON object built by Task.to_info(), found {_short(decoded)}")
-        return cls.from_row(decoded)
+        row = {key: value for key, value in decoded.items() if key != _ROW_INDEX_KEY}
+        index = decoded.get(_ROW_INDEX_KEY)
+        return cls.from_row(row, index=index if isinstance(index, int) and not isinstance(index, bool) else None)

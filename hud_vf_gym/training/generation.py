@@ -5,7 +5,8 @@ token ids the model sampled, so nothing is ever re-tokenised:
 
 - `TransformersGenerator`: the model being trained, through TRL's `unwrap_model_for_generation` and `generate`,
   with the trainer's sampling settings. Used on CPU and whenever `use_vllm` is off. It returns no logprobs (TRL
-  needs them only for vLLM's importance-sampling correction).
+  needs them only for vLLM's importance-sampling correction). Within one rollout call it keeps the key/value cache
+  from turn to turn (`hud_vf_gym.training.turn_cache`), so each turn reads only the tokens that are new.
 - `VLLMServerGenerator`: a vLLM server started beside the trainer (`train/launch.sh`), through TRL's `VLLMClient`
   (`/v1/completions` with token-id prompts). It returns each sampled token's logprob. The trainer pushes its
   weights to the server before every rollout call.
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hud_vf_gym.errors import ConfigError, DependencyNotInstalled
+from hud_vf_gym.training.turn_cache import TurnCache, supports_model
 
 __all__ = [
     "GeneratedTurn",
@@ -72,9 +74,12 @@ class TransformersGenerator:
     Args:
         trainer: a TRL `GRPOTrainer` (its `model_wrapped`, `accelerator`, `args`, `generation_config`,
             `generation_kwargs` and `processing_class` are read).
+        reuse_cache: keep the key/value cache between the turns of one rollout call (see `turn_cache`); False
+            re-reads every context in full on every turn. Models whose cache cannot hold masked positions
+            (sliding-window or recurrent layers) always re-read.
     """
 
-    def __init__(self, trainer: Any) -> None:
+    def __init__(self, trainer: Any, *, reuse_cache: bool = True) -> None:
         """Keep the trainer; the model is unwrapped only inside `session()`."""
         if getattr(trainer.args, "use_vllm", False):
             raise ConfigError("TransformersGenerator is for use_vllm=False; with vLLM use VLLMServerGenerator")
@@ -84,7 +89,9 @@ class TransformersGenerator:
                 "process would have to generate the same number of turns; set it back to true or use vLLM"
             )
         self.trainer = trainer
+        self.reuse_cache = reuse_cache
         self._model: Any = None
+        self._turns: TurnCache | None = None
         self._configs: dict[int, Any] = {}
 
     @contextlib.contextmanager
@@ -107,7 +114,7 @@ class TransformersGenerator:
             try:
                 yield
             finally:
-                self._model = None
+                self._model, self._turns = None, None  # the weights change before the next call: drop the cache
 
     def generate(self, contexts: Sequence[Sequence[int]], max_new_tokens: int) -> list[GeneratedTurn]:
         """Sample every context in one left-padded batch; each row's tokens end at its first EOS."""
@@ -116,21 +123,41 @@ class TransformersGenerator:
         torch = _import("torch")
         tokenizer = self.trainer.processing_class
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        width = max(len(context) for context in contexts)
-        input_ids = [[pad_id] * (width - len(context)) + list(context) for context in contexts]
-        attention = [[0] * (width - len(context)) + [1] * len(context) for context in contexts]
         device = self.trainer.accelerator.device
+        turns = self._turn_cache(pad_id, device)
+        if turns is not None:
+            input_ids, attention_mask = turns.prepare(contexts)
+            cache_kwargs = {"cache": turns.cache}
+        else:
+            width = max(len(context) for context in contexts)
+            input_ids = torch.tensor([[pad_id] * (width - len(context)) + list(context) for context in contexts])
+            attention_mask = torch.tensor([[0] * (width - len(context)) + [1] * len(context) for context in contexts])
+            input_ids, attention_mask, cache_kwargs = input_ids.to(device), attention_mask.to(device), {}
+        width = int(input_ids.shape[1])
         output = self._model.generate(
-            input_ids=torch.tensor(input_ids, device=device),
-            attention_mask=torch.tensor(attention, device=device),
+            input_ids=input_ids,
+            attention_mask=attention_mask,
             generation_config=self._generation_config(max_new_tokens),
+            **cache_kwargs,
         )
         stops = set(self.stop_token_ids())
-        turns = []
+        generated = []
         for row in output[:, width:].tolist():
             end = next((index + 1 for index, token in enumerate(row) if token in stops), len(row))
-            turns.append(GeneratedTurn(tuple(row[:end])))
-        return turns
+            generated.append(GeneratedTurn(tuple(row[:end])))
+        if turns is not None:
+            turns.absorb(output, [len(turn.token_ids) for turn in generated])
+        return generated
+
+    def _turn_cache(self, pad_id: int, device: Any) -> TurnCache | None:
+        """This session's turn cache, or None when every turn re-reads its context."""
+        if not self.reuse_cache or not supports_model(self._model):
+            return None
+        if getattr(self.trainer.generation_config, "cache_implementation", None) is not None:
+            return None  # the trainer asked generate for a cache of its own kind (static, offloaded, ...)
+        if self._turns is None:
+            self._turns = TurnCache(self._model, pad_id, device)
+        return self._turns
 
     def _generation_config(self, max_new_tokens: int) -> Any:
         """The trainer's sampling settings with this turn's token cap (a copy: the trainer's stays as it is)."""

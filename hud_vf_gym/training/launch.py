@@ -14,6 +14,14 @@ one). `plan_launch` splits the visible GPUs and returns both command lines with 
 The server flags are those `trl vllm-serve` (deprecated in TRL 1.16) passes to vLLM: dev mode and the NCCL weight
 transfer let the trainer push its weights, processed logprobs make the importance-sampling correction exact.
 
+Several machines (`--num-machines K --machine-rank R --main-process-ip HEAD`, e.g. from SkyPilot's
+SKYPILOT_NUM_NODES / SKYPILOT_NODE_RANK / SKYPILOT_NODE_IPS): every machine splits its GPUs the same way, because
+`accelerate launch` starts the same number of processes on each. Only the head (rank 0) runs the vLLM server, bound
+to every interface so the other machines reach it at `http://HEAD:PORT`; on the others its first GPU(s) stay idle
+and the plan has no server command (SERVER_CMD is empty: `launch.sh` only waits for the head's server). The trainer
+gets `--num_machines K --machine_rank R --main_process_ip HEAD --main_process_port 29500` and `--num_processes`
+counts the processes of all machines.
+
 `python -m hud_vf_gym.training.launch --num-gpus 4 --model M [-- extra grpo.py arguments]` prints the plan as bash
 array assignments (SERVER_ENV, SERVER_CMD, TRAINER_ENV, TRAINER_CMD, HEALTH_URL) for `launch.sh` to `eval`.
 """
@@ -29,14 +37,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from hud_vf_gym.errors import ConfigError
+from hud_vf_gym.training.names import ACCELERATE_CONFIGS
 
 __all__ = ["ACCELERATE_CONFIGS", "LaunchPlan", "main", "plan_launch", "visible_gpus"]
 
-ACCELERATE_CONFIGS = ("single_gpu", "zero2", "zero3")  # files in configs/accelerate/
 DEFAULT_TRAIN_CONFIG = "configs/train/2048-gpu.yaml"
 DEFAULT_SCRIPT = "train/grpo.py"
 DEFAULT_HOST = "127.0.0.1"  # single node: the server is reached only from this machine
+ALL_INTERFACES = "0.0.0.0"  # several machines: the others reach the head's server over the cluster network
 DEFAULT_PORT = 8000
+DEFAULT_MAIN_PROCESS_PORT = 29500  # torch.distributed's usual rendezvous port on the head
 # vLLM's NCCL weight transfer, the logprob mode the importance-sampling correction needs, uncapped logprobs
 VLLM_TRL_FLAGS = (
     "--weight-transfer-config",
@@ -92,6 +102,10 @@ def plan_launch(
     gpu_memory_utilization: float = 0.9,
     max_model_len: int | None = None,
     train_args: Sequence[str] = (),
+    num_machines: int = 1,
+    machine_rank: int = 0,
+    main_process_ip: str | None = None,
+    main_process_port: int = DEFAULT_MAIN_PROCESS_PORT,
 ) -> LaunchPlan:
     """Split `gpus` between the vLLM server (the first `vllm_gpus`) and the trainer (the rest).
 
@@ -107,29 +121,60 @@ def plan_launch(
         gpu_memory_utilization: the share of each server GPU vLLM may take.
         max_model_len: the server's context length (None: the model's).
         train_args: extra arguments for the training script, appended last (they override the YAML).
+        num_machines: machines in the run, each with the same `gpus`; only the head (rank 0) runs the server.
+        machine_rank: this machine's rank (0 is the head).
+        main_process_ip: the head's address, needed when `num_machines > 1`.
+        main_process_port: the head's rendezvous port for the trainer processes.
 
     Raises:
-        ConfigError: an unknown accelerate config, or a split that leaves either side without a GPU.
+        ConfigError: an unknown accelerate config, a split that leaves either side without a GPU, or a bad
+            machine layout.
     """
     _check_split(gpus, vllm_gpus, accelerate_config)
+    _check_machines(num_machines, machine_rank, main_process_ip, accelerate_config)
     server_gpus, trainer_gpus = list(gpus[:vllm_gpus]), list(gpus[vllm_gpus:])
-    base_url = f"http://{host}:{port}"
-    server_argv = ["vllm", "serve", model, "--host", host, "--port", str(port)]
-    server_argv += ["--tensor-parallel-size", str(vllm_gpus), "--gpu-memory-utilization", str(gpu_memory_utilization)]
-    if max_model_len is not None:
-        server_argv += ["--max-model-len", str(max_model_len)]
-    server_argv += VLLM_TRL_FLAGS
+    several = num_machines > 1
+    bind = ALL_INTERFACES if several and host == DEFAULT_HOST else host
+    base_url = f"http://{main_process_ip if several else host}:{port}"
+    server_argv: list[str] = []
+    server_env: dict[str, str] = {}
+    if machine_rank == 0:
+        server_argv = ["vllm", "serve", model, "--host", bind, "--port", str(port)]
+        server_argv += ["--tensor-parallel-size", str(vllm_gpus)]
+        server_argv += ["--gpu-memory-utilization", str(gpu_memory_utilization)]
+        if max_model_len is not None:
+            server_argv += ["--max-model-len", str(max_model_len)]
+        server_argv += VLLM_TRL_FLAGS
+        server_env = {"CUDA_VISIBLE_DEVICES": ",".join(server_gpus), "VLLM_SERVER_DEV_MODE": "1"}
     trainer_argv = ["accelerate", "launch", "--config_file", f"configs/accelerate/{accelerate_config}.yaml"]
-    trainer_argv += ["--num_processes", str(len(trainer_gpus)), script, "--config", train_config]
+    trainer_argv += ["--num_processes", str(len(trainer_gpus) * num_machines)]
+    if several:
+        trainer_argv += ["--num_machines", str(num_machines), "--machine_rank", str(machine_rank)]
+        trainer_argv += ["--main_process_ip", str(main_process_ip), "--main_process_port", str(main_process_port)]
+    trainer_argv += [script, "--config", train_config]
     trainer_argv += ["--model_name_or_path", model, "--use_vllm", "true", "--vllm_mode", "server"]
     trainer_argv += ["--vllm_server_base_url", base_url, *train_args]
     return LaunchPlan(
-        server_env={"CUDA_VISIBLE_DEVICES": ",".join(server_gpus), "VLLM_SERVER_DEV_MODE": "1"},
+        server_env=server_env,
         server_argv=tuple(server_argv),
         trainer_env={"CUDA_VISIBLE_DEVICES": ",".join(trainer_gpus)},
         trainer_argv=tuple(trainer_argv),
         base_url=base_url,
     )
+
+
+def _check_machines(num_machines: int, machine_rank: int, main_process_ip: str | None, accelerate: str) -> None:
+    if num_machines < 1:
+        raise ConfigError(f"--num-machines must be at least 1, got {num_machines}")
+    if not 0 <= machine_rank < num_machines:
+        raise ConfigError(f"--machine-rank must be between 0 and {num_machines - 1}, got {machine_rank}")
+    if num_machines > 1 and not main_process_ip:
+        raise ConfigError(
+            f"--num-machines {num_machines} needs --main-process-ip (the head machine's address, e.g. the first "
+            "line of SKYPILOT_NODE_IPS)"
+        )
+    if num_machines > 1 and accelerate == "single_gpu":
+        raise ConfigError("--accelerate single_gpu runs on one machine; use zero2 or zero3 with --num-machines")
 
 
 def _check_split(gpus: Sequence[str], vllm_gpus: int, accelerate_config: str) -> None:
@@ -171,6 +216,7 @@ def visible_gpus(environ: Mapping[str, str], num_gpus: int | None) -> list[str]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m hud_vf_gym.training.launch",
+        allow_abbrev=False,
         description="Print the vLLM server and trainer command lines for train/launch.sh (bash assignments).",
     )
     parser.add_argument("--model", required=True, help="HF model id or local folder, served and trained.")
@@ -181,6 +227,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="vLLM server port on 127.0.0.1.")
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="Share of each vLLM GPU.")
     parser.add_argument("--max-model-len", type=int, default=None, help="vLLM context length.")
+    parser.add_argument("--num-machines", type=int, default=1, help="Machines in the run (same GPUs on each).")
+    parser.add_argument("--machine-rank", type=int, default=0, help="This machine's rank; 0 runs the vLLM server.")
+    parser.add_argument("--main-process-ip", default=None, help="The head machine's address (several machines).")
     parser.add_argument("train_args", nargs=argparse.REMAINDER, help="After --: extra grpo.py arguments.")
     return parser
 
@@ -202,6 +251,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             gpu_memory_utilization=args.gpu_memory_utilization,
             max_model_len=args.max_model_len,
             train_args=train_args,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            main_process_ip=args.main_process_ip,
         )
     except ConfigError as exc:
         sys.stderr.write(f"launch: {exc}\n")

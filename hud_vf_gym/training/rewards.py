@@ -9,11 +9,13 @@ arguments, so each reward function here only reads its column:
     GRPOConfig(..., reward_weights=reward_weights); GRPOTrainer(..., reward_funcs=reward_funcs)
 
 TRL's reward is then sum(weight * component), which is the rubric's `hud_reward`, and TRL logs each component as
-`rewards/<name>/mean`. A rollout that failed for infrastructure reasons has None in every column: every reward
+`rewards/<name>/mean`. A rollout that failed (infrastructure, a row that cannot run, a failed evaluation) has None
+in every column: every reward
 function returns None for it, TRL treats the row as unscorable (left out of the group baseline, advantage 0), and
 the rollout's env_mask of zeros keeps its tokens out of the loss. The first function (`task_completion`) also
 logs the batch's episode counts with TRL's `log_metric`: `infra_errors` (rollouts of this process's batch that
-failed for infrastructure reasons), `turns` and `episode_tokens_truncated`.
+failed for infrastructure reasons), `task_errors`, `evaluation_failures`, and over the rollouts that ran, `turns`
+and `episode_tokens_truncated`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ __all__ = ["COMPONENT_NAMES", "RewardFunc", "reward_functions"]
 COMPONENT_NAMES: tuple[str, ...] = tuple(COMPONENTS)
 TOTAL_KEY = "hud_reward"  # the rollout's extra key holding the weighted total
 INFRA_KEY = "infra_error"  # the rollout's extra key: the failure's message, None when the episode ran
+TASK_ERROR_KEY = "task_error"  # the row could not run as written (None when it could)
+EVALUATION_ERROR_KEY = "evaluation_error"  # the evaluation failed and the rollout was kept out (None otherwise)
 RewardFunc = Callable[..., list[float | None]]
 
 
@@ -66,11 +70,18 @@ def _log_episode_metrics(kwargs: Mapping[str, Any]) -> None:
     log_metric = kwargs.get("log_metric")
     if log_metric is None:  # called outside a trainer
         return
-    errors = _column(kwargs, INFRA_KEY)
-    log_metric("infra_errors", float(sum(error is not None for error in errors)))
-    turns = [turns for turns, error in zip(kwargs.get("num_turns", []), errors, strict=False) if error is None]
+    infra_errors = _column(kwargs, INFRA_KEY)
+    failures = [infra_errors]
+    log_metric("infra_errors", float(sum(error is not None for error in infra_errors)))
+    for key, metric in ((TASK_ERROR_KEY, "task_errors"), (EVALUATION_ERROR_KEY, "evaluation_failures")):
+        if key in kwargs:
+            failures.append(_column(kwargs, key))
+            log_metric(metric, float(sum(error is not None for error in failures[-1])))
+    # turns and truncation describe the rollouts that ran to their end
+    ran = [all(error is None for error in errors) for errors in zip(*failures, strict=False)]
+    turns = [turns for turns, kept in zip(kwargs.get("num_turns", []), ran, strict=False) if kept]
     if turns:
         log_metric("turns", sum(turns) / len(turns))
-    stops = [stop for stop, error in zip(kwargs.get("stop_reason", []), errors, strict=False) if error is None]
+    stops = [stop for stop, kept in zip(kwargs.get("stop_reason", []), ran, strict=False) if kept]
     if stops:
         log_metric("episode_tokens_truncated", sum(stop == "episode_tokens" for stop in stops) / len(stops))

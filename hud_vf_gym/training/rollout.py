@@ -16,11 +16,13 @@ order:
 
 An episode ends when the model calls done(), after `max_turns` turns (the last one is recorded but not acted on,
 as in `HUDGym`), or when the next turn or observation would not fit in `max_completion_length` tokens. A rollout
-whose MCP server fails (`MCPServerError`: it did not start, died, timed out, or its setup failed) is kept out of
-training: its completion is a single masked EOS and every reward is None (see `hud_vf_gym.training.rewards`).
-When every rollout of a call failed that way there is nothing to train on (TRL's loss would be 0/0), so the call
-raises `MCPServerError` instead. Any other exception (a config that does not fit the server, a bug) stops training
-with its message.
+that fails is kept out of training: its completion is a single masked EOS and every reward is None (see
+`hud_vf_gym.training.rewards`). That is a rollout whose MCP server fails (`MCPServerError`: it did not start, died,
+timed out, or its setup failed), whose row cannot run as written (`TaskDefinitionError`: a tool or hub function its
+server lacks), or whose evaluation failed (`EvaluationError`, unless `rubric.score_failed_evaluations`). When every
+rollout of a call failed there is nothing to train on (TRL's loss would be 0/0), so the call raises instead
+(`MCPServerError` when all were infrastructure failures). Any other exception (a config that does not fit the
+server, a bug) stops training with its message.
 
 TRL calls the rollout synchronously; the episodes' async work runs on an event loop the rollout owns, in a
 thread of its own, so it works whether or not the caller runs a loop. Call `close()` when training ends.
@@ -39,11 +41,11 @@ from hud_vf_gym.config import EnvConfig
 from hud_vf_gym.core.harness import Harness, Observation, TaskEpisode
 from hud_vf_gym.core.record import EpisodeRecord
 from hud_vf_gym.core.rubric import score_episode
-from hud_vf_gym.errors import ConfigError, MCPServerError, TaskError
+from hud_vf_gym.errors import ConfigError, EvaluationError, HUDGymError, MCPServerError, TaskDefinitionError, TaskError
 from hud_vf_gym.runtime.loop_thread import EventLoopThread
 from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.training.generation import Generator, select_generator
-from hud_vf_gym.training.rewards import COMPONENT_NAMES, INFRA_KEY, TOTAL_KEY
+from hud_vf_gym.training.rewards import COMPONENT_NAMES, EVALUATION_ERROR_KEY, INFRA_KEY, TASK_ERROR_KEY, TOTAL_KEY
 from hud_vf_gym.training.sequence import ChatFormat, TokenLimits
 
 if TYPE_CHECKING:
@@ -110,7 +112,8 @@ class EpisodeResult:
         record: the episode record (turns as parsed and executed, grade, infra error).
         prompt_messages: the first messages the prompt ids were templated from.
         observations: the observation texts placed in the completion, in order (each one masked).
-        stop_reason: "done", "max_turns", "episode_tokens" or "infra_error".
+        stop_reason: "done", "max_turns", "episode_tokens", "rollout_s" (time ran out while the model generated),
+            "infra_error", "task_error" or "evaluation_error".
     """
 
     task_id: str
@@ -133,7 +136,7 @@ class _Row:
     logprobs: list[float] | None = field(default_factory=list)
     observations: list[str] = field(default_factory=list)
     stop_reason: str | None = None
-    error: MCPServerError | None = None
+    error: HUDGymError | None = None
 
     @property
     def active(self) -> bool:
@@ -149,10 +152,15 @@ class _Row:
         else:  # environment tokens get 0.0, as in TRL's own tool loop
             self.logprobs.extend(logprobs if trained and logprobs is not None else [0.0] * len(token_ids))
 
-    def fail(self, error: MCPServerError) -> None:
-        self.error, self.stop_reason = error, "infra_error"
-        self.episode.record.infra_error = f"{type(error).__name__}: {error}"
-        logger.warning("rollout of task %r left out of training: %s", self.task.id, self.episode.record.infra_error)
+    def fail(self, error: MCPServerError | TaskDefinitionError | EvaluationError) -> None:
+        """Keep the rollout out of training; the record says why (the harness fills task and evaluation errors)."""
+        self.error = error
+        if isinstance(error, MCPServerError):
+            self.stop_reason = "infra_error"
+            self.episode.record.infra_error = f"{type(error).__name__}: {error}"
+        else:
+            self.stop_reason = "task_error" if isinstance(error, TaskDefinitionError) else "evaluation_error"
+        logger.warning("rollout of task %r left out of training: %s: %s", self.task.id, type(error).__name__, error)
 
     def close_sequence(self, chat: ChatFormat) -> None:
         """End the row on EOS; an infrastructure failure leaves only a masked EOS (nothing to train on)."""
@@ -201,6 +209,15 @@ class HUDRollout:
         self._generator = generator
         self._chat: ChatFormat | None = None
         self._loop: EventLoopThread | None = None
+
+    @property
+    def generator(self) -> Generator | None:
+        """The generation backend (None until the first call picks the trainer's, unless one was given)."""
+        return self._generator
+
+    @generator.setter
+    def generator(self, generator: Generator) -> None:
+        self._generator = generator
 
     # -- the call TRL makes ------------------------------------------------------------------------------------------
 
@@ -254,7 +271,7 @@ class HUDRollout:
         setup: Observation | None = None
         try:
             setup = await row.episode.start()
-        except MCPServerError as exc:  # the rollout boundary: an infrastructure failure, kept out of training
+        except (MCPServerError, TaskDefinitionError) as exc:  # the rollout boundary: this row only, not trained on
             row.fail(exc)
         row.messages = initial_messages(self.config, row.task, setup, self.few_shot)
         row.prompt_ids = chat.prompt_ids(row.messages)
@@ -298,6 +315,9 @@ class HUDRollout:
         if row.episode.is_done:
             row.stop_reason = "done"
             return
+        if row.episode.is_truncated:  # timeouts.rollout_s ran out while the model generated (record.truncation)
+            row.stop_reason = "rollout_s"
+            return
         env_ids = chat.environment_ids(observation.text, model_closed_turn=chat.ends_turn(row.completion_ids))
         if len(row.completion_ids) + len(env_ids) + limits.min_turn_tokens + 1 > limits.episode_tokens:
             row.stop_reason = "episode_tokens"
@@ -313,6 +333,10 @@ class HUDRollout:
             await row.episode.evaluate()
         except MCPServerError as exc:  # the rollout boundary: an infrastructure failure, kept out of training
             row.fail(exc)
+            return
+        failure = row.episode.evaluation_failure()
+        if failure is not None:  # a crashed evaluator says nothing about the model
+            row.fail(failure)
 
     async def _close_all(self, rows: Sequence[_Row]) -> None:
         # closing is shielded and bounded inside MCPSession.aclose; one failure must not keep the others open
@@ -334,6 +358,10 @@ class HUDRollout:
             output[name] = [None if score is None else score.components[name] for score in scores]
         output[TOTAL_KEY] = [None if score is None else score.reward for score in scores]
         output[INFRA_KEY] = [row.episode.record.infra_error for row in rows]
+        output[TASK_ERROR_KEY] = [row.episode.record.task_error for row in rows]
+        output[EVALUATION_ERROR_KEY] = [
+            str(row.error) if isinstance(row.error, EvaluationError) else None for row in rows
+        ]
         output[TASK_ID_KEY] = [row.task.id for row in rows]
         output["num_turns"] = [len(row.episode.record.turns) for row in rows]
         output["stop_reason"] = [row.stop_reason for row in rows]
@@ -375,12 +403,19 @@ class HUDRollout:
 def _check_something_trains(rows: Sequence[_Row]) -> None:
     """Refuse a batch in which every rollout failed: with no trained token, TRL's loss would be 0/0 (NaN weights)."""
     first = rows[0].error if rows else None
-    if first is not None and all(row.error is not None for row in rows):
+    if first is None or any(row.error is None for row in rows):
+        return
+    if all(isinstance(row.error, MCPServerError) for row in rows):
         raise MCPServerError(
             f"all {len(rows)} rollouts of this batch failed for infrastructure reasons, so nothing can be trained "
             f"(TRL would divide by zero trained tokens); the first failure: {rows[0].episode.record.infra_error}. "
             "Check the task's MCP server, then resume from the last checkpoint"
         ) from first
+    raise HUDGymError(
+        f"all {len(rows)} rollouts of this batch failed, so nothing can be trained (TRL would divide by zero trained "
+        f"tokens); the first failure: {type(first).__name__}: {first}. Fix the taskset or the task's evaluator, "
+        "then resume from the last checkpoint"
+    ) from first
 
 
 async def _gather_all(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:

@@ -46,10 +46,11 @@ class Rollout:
 
     @property
     def finished(self) -> bool:
-        """done() was called, the turn budget is spent, or the environment failed."""
+        """done() was called, the turn budget is spent, the deadline passed, or the environment failed."""
         turns = len(self.episode.record.turns)
         max_turns = self.episode.harness.config.max_turns
-        return self.infra_error is not None or self.episode.is_done or 0 < max_turns <= turns
+        episode = self.episode
+        return self.infra_error is not None or episode.is_done or episode.is_truncated or 0 < max_turns <= turns
 
 
 class ActionServer:

@@ -10,8 +10,9 @@
   through the same `ActionMapper` to the MCP call.
 - A `@vf.stop` ends the rollout after `done()`, at `max_turns` actions, or when the environment failed.
 - `HUDTask.finalize` runs the evaluate call(s) and closes (or returns) the session. An infrastructure failure
-  (server died, timed out, setup failed) raises `vf.ToolsetError`: verifiers records the rollout as failed, so it
-  is kept out of training rather than scored 0.
+  (server died, timed out, setup failed), a row that cannot run as written (`TaskDefinitionError`) or a failed
+  evaluation (`EvaluationError`, unless `rubric.score_failed_evaluations`) raises `vf.ToolsetError`: verifiers
+  records the rollout as failed, so it is kept out of training rather than scored 0.
 - Rewards: the rubric's five components with the config's weights (their weighted sum is the reward, as in the
   classic `HUDRubric`); metrics: the counts behind them (`core.rubric.METRICS`).
 
@@ -28,7 +29,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from hud_vf_gym.errors import DependencyNotInstalled, MCPServerError
+from hud_vf_gym.errors import DependencyNotInstalled, EvaluationError, MCPServerError, TaskDefinitionError
 
 try:
     import verifiers.v1 as vf
@@ -113,9 +114,9 @@ class HUDTask(vf.Task[HUDTaskData, vf.State, HUDTaskConfig]):  # type: ignore[mi
         episode = self.harness().episode(task)
         try:
             observation = await episode.start()
-        except MCPServerError as exc:
+        except (MCPServerError, TaskDefinitionError) as exc:  # the row only: kept out of training, not scored 0
             await episode.close()
-            raise vf.ToolsetError(f"task {task.id!r}: {exc}") from exc
+            raise vf.ToolsetError(f"task {task.id!r}: {type(exc).__name__}: {exc}") from exc
         except BaseException:
             await episode.close()
             raise
@@ -149,7 +150,7 @@ class HUDTask(vf.Task[HUDTaskData, vf.State, HUDTaskConfig]):  # type: ignore[mi
         if rollout is None:
             return
         episode = rollout.episode
-        error: MCPServerError | None = rollout.infra_error
+        error: MCPServerError | EvaluationError | None = rollout.infra_error
         try:
             if error is None:
                 await episode.evaluate()
@@ -157,8 +158,10 @@ class HUDTask(vf.Task[HUDTaskData, vf.State, HUDTaskConfig]):  # type: ignore[mi
             error = exc
         finally:
             await episode.close()
-        if error is not None:
+        if isinstance(error, MCPServerError):
             episode.record.infra_error = str(error)
+        elif error is None:
+            error = episode.evaluation_failure()  # a crashed evaluator says nothing about the model: never trained on
         trace.info["hud_episode"] = episode.record.to_json()
         _records[trace.id] = episode.record
         if error is not None:

@@ -13,7 +13,7 @@ import huggingface_hub.constants
 import pytest
 
 from hud_vf_gym.cli.app import main
-from hud_vf_gym.cli.dataset import (
+from hud_vf_gym.cli.dataset.command import (
     HUD_COLUMNS,
     DatasetOptions,
     HubPushError,

@@ -67,7 +67,8 @@ def test_eval_endpoint_run_writes_results_summary_and_table(
         "2",
     ]
     assert main([*argv, "--max-turns", "8", "--output", str(output)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "| 2048_3x3_target_16 | 2 |" in printed and "| **overall** | 4 |" in printed
     assert "success = grade done, or task_completion >= 1.0" in printed
 
@@ -91,6 +92,12 @@ def test_eval_endpoint_run_writes_results_summary_and_table(
     assert (output / "summary.md").read_text().strip() in printed
     run = json.loads((output / "run.json").read_text())
     assert run["options"]["base_url"] == server.base_url and run["planned_rollouts"] == 4
+    # the progress lines showed every model reply as it came (plain lines: stderr is not a terminal here), not only
+    # the finished rollouts
+    total_turns = sum(len(row["hud_episode"]["turns"]) for row in rows)
+    assert captured.err.count(": turn ") == total_turns
+    assert "turn 1/8 " in captured.err.split("1/4 finished")[0]  # shown before any rollout had finished
+    assert captured.err.count(" turn(s), reward ") == 4 and "tokens/s" in captured.err
 
 
 def image_config(path: Path) -> Path:
@@ -251,20 +258,20 @@ def test_eval_dry_run_names_each_broken_task_and_fails(
             mcp_config={"echo": {"command": sys.executable, "args": [str(ECHO_SERVER), f"--marker={marker}"]}},
         ),
     ]
-    argv = [
-        "eval",
-        "--dry-run",
-        "--taskset",
-        str(write_taskset(tmp_path / "t.json", tasks)),
-        "--config",
-        str(COUNTER_CONFIG),
-    ]
+    taskset = write_taskset(tmp_path / "t.json", tasks)
+    argv = ["eval", "--dry-run", "--taskset", str(taskset), "--config", str(COUNTER_CONFIG)]
     assert main([*argv, "--output", str(tmp_path / "out")]) == 1
     printed = capsys.readouterr().out
     assert re.search(r"^ok      works: tools .*\bact\b", printed, re.MULTILINE)
     assert "BROKEN  no-server:\n          ServerStartError:" in printed and "hud-vf-gym-no-such-command" in printed
     assert "BROKEN  wrong-tools:\n          action 'act': the server has no tool 'act'" in printed
-    assert "dry run: 1 of 3 task(s) ok, 2 broken, 0 invalid row(s) skipped; fix the tasks above" in printed
+    # the total names what to fix by the option that names it: the config's mappings, the taskset's mcp_config
+    verdict = (
+        f"dry run: 1 of 3 task(s) ok, 2 broken, 0 invalid row(s) skipped; fix the action_mappings of --config "
+        f"{COUNTER_CONFIG} (they do not fit the tools of 1 task(s)); and the mcp_config of 1 task(s) in --taskset "
+        f"{taskset}"
+    )
+    assert re.search(f"^{re.escape(verdict)}$", printed, re.MULTILINE)
     assert not (tmp_path / "out").exists()  # a dry run writes no results
     assert wait_until_gone(marker) == []
 

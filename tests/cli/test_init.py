@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -260,10 +261,34 @@ async def test_init_several_servers_name_actions_server_tool(tmp_path: Path) -> 
         await session.aclose()
 
 
-def test_init_task_file_uses_its_first_tasks_mcp_config(tmp_path: Path) -> None:
-    _, config = init(tmp_path, str(TASKSETS / "2048.json"))
+def test_init_task_file_uses_its_first_tasks_mcp_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path, config = init(tmp_path, str(TASKSETS / "2048.json"))
     assert sorted(config.action_mappings) == ["done", "move"]
     assert config.job.name == "2048"
+    # the next step checks that very task file: a command that runs as printed
+    command = f"hud-vf-gym eval --config {path} --taskset {TASKSETS / '2048.json'} --dry-run"
+    next_line = f"next: check every task of {TASKSETS / '2048.json'} against {path} without a model: {command}"
+    assert re.search(f"^{re.escape(next_line)}$", capsys.readouterr().out, re.MULTILINE)
+
+
+def test_init_next_command_runs_verbatim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path, _ = init(tmp_path, "python -m hud_vf_gym.environments.text_2048")
+    printed = capsys.readouterr().out
+    command = f"hud-vf-gym eval --config {path} --taskset 2048 --dry-run"
+    assert f"next: check every task of 2048 against {path} without a model: {command}\n" in printed
+    assert main(shlex.split(command)[1:]) == 0  # every built-in 2048 task's server fits the generated config
+    assert "5 of 5 task(s) ok, 0 broken" in capsys.readouterr().out  # eval's default --num-tasks
+
+
+def test_init_without_known_tasks_says_to_write_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path, _ = init(tmp_path, f"python {COUNTER_SERVER}")
+    expected = (
+        "next: write tasks for this server (a .json list of rows with id, prompt, mcp_config, setup_tool and "
+        f"evaluate_tool; the README's Tasks section has one), then check them against {path} without a model: "
+        f"hud-vf-gym eval --config {path} --taskset <your tasks file> --dry-run"
+    )
+    assert re.search(f"^{re.escape(expected)}$", capsys.readouterr().out, re.MULTILINE)
+    assert "TASKS" not in path.read_text(encoding="utf-8")  # the config's header says the same, no placeholder flag
 
 
 LOCK_TOOLS = [

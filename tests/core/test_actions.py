@@ -430,3 +430,23 @@ def test_load_config_forbidden_transform_names_file_and_key_path(tmp_path: Path)
 
     with pytest.raises(ConfigError, match=f"^{re.escape(expected)}$"):
         load_config(path)
+
+
+# --- echoes of model text are capped (issue 15) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("passthrough", [["fill"], "*"], ids=["listed-passthrough", "any-passthrough"])
+def test_a_long_action_name_is_quoted_short_and_never_looked_up(passthrough: Any) -> None:
+    name = "n" * 15_000  # inside the call-length limit, far beyond any action name
+    error = ActionMapper({}, passthrough).map(ParsedCall(name))
+    assert isinstance(error, ActionError) and error.kind is ActionErrorKind.UNKNOWN_ACTION
+    assert error.message.startswith(f"Unknown action {'n' * 80!r}... (15000 characters). Available actions: ")
+    assert len(error.message) < 400
+
+
+def test_a_long_unknown_keyword_is_quoted_short() -> None:
+    mapper = _mapper(load_config("2048"))
+    error = mapper.map(ParsedCall("left", (), {"k" * 10_000: 1}))
+    assert isinstance(error, ActionError) and error.kind is ActionErrorKind.BAD_ARGUMENTS
+    assert f"got an unknown argument {'k' * 80!r}... (10000 characters)" in error.message
+    assert len(error.message) < 400

@@ -9,7 +9,9 @@ trainer all run this loop; their own tests cover what they add on top.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import signal
 import sys
 from typing import Any
 
@@ -30,7 +32,7 @@ from hud_vf_gym.errors import (
 from hud_vf_gym.tasks.loading import load_taskset
 from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.types import Grade, ToolCall
-from tests.support import COUNTER_CONFIG, ECHO_SERVER, counter_row, new_marker, processes_with
+from tests.support import COUNTER_CONFIG, ECHO_SERVER, TINY_SERVER, counter_row, new_marker, processes_with
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_marked_process_left")]
 
@@ -211,6 +213,48 @@ async def test_server_crash_mid_turn_raises_and_leaves_nothing_to_grade(marker: 
         assert isinstance(err.value, MCPServerError)  # the classic adapter bridges it to a verifiers InfraError
         assert episode.record.turns[-1].outcome is TurnOutcome.NOT_EXECUTED
         assert await episode.evaluate() is None  # the server is gone: no grade, rather than a reward of 0
+        await episode.close()
+
+
+async def test_server_killed_during_evaluate_fails_it_at_once(marker: str) -> None:
+    # issue 15: the call timeout is far beyond NOTICE_S, so only noticing the death can end evaluate in time
+    # (the server's child keeps its stdout open, so its end of file never comes: the exit itself must be seen)
+    notice_s, in_flight_s = 1.0, 0.3
+    server = [str(TINY_SERVER), "--nap", "--spawn-grandchild", f"--marker={marker}"]
+    task = Task.from_row(
+        {
+            "id": "nap",
+            "prompt": "Rest.",
+            "mcp_config": {"tiny": {"command": sys.executable, "args": server}},
+            "evaluate_tool": {"name": "nap", "arguments": {"seconds": 600}},
+        }
+    )
+    config = counter_config(action_mappings={"echo": {}}, timeouts={"connect_s": 20, "tool_call_s": 600})
+    episode = Harness(config).episode(task)
+    errors: list[Exception] = []
+    answered = anyio.Event()
+
+    async def evaluate() -> None:
+        try:
+            await episode.evaluate()
+        except ServerConnectionError as exc:
+            errors.append(exc)
+        answered.set()
+
+    with anyio.fail_after(HANG_GUARD_S):
+        await episode.start()
+    assert episode.session is not None
+    [server_pid] = episode.session.process_groups  # the server leads its own process group
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(evaluate)
+        await anyio.sleep(in_flight_s)
+        os.kill(server_pid, signal.SIGKILL)
+        with anyio.fail_after(notice_s):
+            await answered.wait()
+    [error] = errors
+    assert "closed the connection during the call to tool 'nap': its process was killed by signal 9" in str(error)
+    assert episode.record.grade is None  # nothing graded: an infrastructure error, never a score
+    with anyio.fail_after(HANG_GUARD_S):
         await episode.close()
 
 

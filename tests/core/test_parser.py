@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keyword
+import logging
 import math
 import re
 from typing import Any
@@ -15,16 +16,17 @@ from hypothesis import strategies as st
 from hud_vf_gym.classic import ToolXMLParser
 from hud_vf_gym.core.parser import (
     MAX_CALL_LENGTH,
+    MAX_ECHO_CHARS,
     MAX_LITERAL_DEPTH,
+    PARSE_CACHE_CHARS,
+    PARSE_CACHE_ENTRY_CHARS,
     ParsedCall,
     ParseError,
     ParseErrorKind,
     format_call,
     parse_call,
+    quote_model_text,
 )
-
-pytestmark = pytest.mark.usefixtures("quiet_verifiers_think_warning")
-
 
 THINKING = ToolXMLParser(use_thinking=True)
 NOT_THINKING = ToolXMLParser(use_thinking=False)
@@ -397,3 +399,44 @@ def test_tool_xml_parser_format_reward_averages_assistant_messages() -> None:
     assert reward([vf.AssistantMessage(content="<think>a</think><tool>up()</tool>")]) == pytest.approx(1.0)
     assert reward([{"role": "user", "content": "<tool>left()</tool>"}]) == 0.0
     assert reward("<think>a</think><tool>up()</tool>") == pytest.approx(1.0)
+
+
+def test_parser_silences_only_the_inapplicable_think_warning(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="verifiers")
+    parser = ToolXMLParser(use_thinking=True)
+    assert not [record for record in caplog.records if "'think' field" in record.getMessage()]
+    parser.logger.warning("something else")  # every other record of this parser's logger still shows
+    assert [record.getMessage() for record in caplog.records] == ["something else"]
+    caplog.clear()
+    vf.XMLParser(fields=["think", "answer"])  # another parser declaring think is still warned
+    assert [record for record in caplog.records if "You have included the 'think' field" in record.getMessage()]
+
+
+# --- size limits (issue 15) ----------------------------------------------------------------------------------------
+
+
+def test_parse_cache_is_bounded_by_characters_not_only_by_count() -> None:
+    # before: 4096 entries whatever their size, so 600 distinct 1 MB messages kept 1.1 GB resident
+    parser = ToolXMLParser(use_thinking=False)
+    filler = PARSE_CACHE_ENTRY_CHARS - 1_000  # each message just fits one entry
+    for index in range(2 * PARSE_CACHE_CHARS // filler):
+        parser.parse_turn(f"{index:08d}" + "x" * filler + "<tool>act()</tool>")
+    assert 0 < parser.cached_chars <= PARSE_CACHE_CHARS
+    held = parser.cached_chars
+    huge = "y" * (10 * PARSE_CACHE_ENTRY_CHARS) + "<tool>act()</tool>"
+    assert parser.parse_turn(huge).call == ParsedCall("act")
+    assert parser.cached_chars == held  # a message past the per-entry cap is parsed, never kept
+
+
+def test_call_length_limit_comes_before_anything_else_even_for_a_bare_name() -> None:
+    # before: a 10 MB bare name matched the identifier shortcut first, skipped the limit, and was echoed whole
+    turn = NOT_THINKING.parse_turn("<tool>" + "a" * 10_000_000 + "</tool>")
+    assert turn.call is None and turn.error is not None
+    assert turn.error.kind is ParseErrorKind.BAD_SYNTAX
+    assert f"the call is longer than {MAX_CALL_LENGTH} characters" in turn.error.message
+    assert len(turn.error.message) < 500
+
+
+def test_quote_model_text_cuts_long_text_and_says_how_long_it_was() -> None:
+    assert quote_model_text("left") == "'left'"
+    assert quote_model_text("z" * 5000) == repr("z" * MAX_ECHO_CHARS) + "... (5000 characters)"

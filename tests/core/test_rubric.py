@@ -29,9 +29,6 @@ BOUNDS = ThinkingBounds()  # 10..1500 characters, similarity above 0.9 is a copy
 PARSER_CONFIG = ParserConfig()  # xml 0.6, action 0.4
 
 
-pytestmark = pytest.mark.usefixtures("quiet_verifiers_think_warning")
-
-
 class EpisodeBuilder:
     """Builds an `EpisodeRecord` the way the turn loop does: parse, map, then set the outcome by hand."""
 

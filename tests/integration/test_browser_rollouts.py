@@ -399,3 +399,40 @@ async def test_browser_leaves_no_process_after_20_rollouts_at_concurrency_4(serv
     assert processes_with(marker) == []
     assert len(policy.processes) > 20 * 4
     assert still_running(policy.processes) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.classic
+async def test_warm_browsers_give_the_rewards_of_fresh_ones_and_leave_no_process(serve: Any, marker: str) -> None:
+    names = ["click-button", "enter-text", "miniwob/click-test"]
+    both = ["--observation=both"]  # the policy reads the screen's text description
+    tasks = [
+        task
+        for taskset in ("browser", "miniwob")
+        for task in browser_tasks(taskset, marker, names=names, server_args=both)
+    ]
+    tasks = [task for task in tasks if task.metadata["seed"] in (0, 1)]
+    from hud_vf_gym import HUDGym
+
+    results = {}
+    for reuse in (False, "per_slot"):
+        env = HUDGym(load_config("default", max_turns=10, session_reuse=reuse), tasks)
+        try:
+            outputs = await evaluate_outputs(
+                env, serve(BrowserPolicy()).base_url, rollouts=2, concurrency=2, state_columns=[SUMMARY_KEY]
+            )
+        finally:
+            await env.harness.close_all()
+        results[reuse] = sorted(
+            (output[SUMMARY_KEY]["task_id"], output["metrics"]["task_completion"], output["reward"])
+            for output in outputs
+        )
+        assert all(output["error"] is None for output in outputs)
+        if reuse:
+            stats = env.harness.pool.stats if env.harness.pool is not None else None
+            assert stats is not None and stats.opened == stats.peak_checked_out < len(outputs)  # one per slot
+            assert stats.reused == len(outputs) - stats.opened
+        assert processes_with(marker) == []  # every browser closed with the environment
+    assert len(tasks) >= 5 and len(results["per_slot"]) == 2 * len(tasks)
+    assert results["per_slot"] == results[False]  # a warm browser's new context is as good as a new browser
+    assert {completion for _, completion, _ in results[False]} == {1.0}

@@ -74,3 +74,52 @@ def test_generation_options_read_the_openai_fields() -> None:
     assert generation_options(body) == GenerationOptions(12, 0.5, 0.9, 3, ("</tool>",))
     # OpenAI's defaults: temperature 1, no stop; `max_tokens` is the older name of the limit
     assert generation_options({"max_tokens": 5}) == GenerationOptions(max_new_tokens=5, temperature=1.0)
+
+
+QUESTIONS = ("Say hello.", "Name a colour.", "Count to three.", "What is 2 + 2?")
+
+
+async def _ask(client: openai.AsyncOpenAI, question: str, **sampling: object) -> str:
+    response = await client.chat.completions.create(
+        model="m",
+        messages=[{"role": "user", "content": question}],
+        max_completion_tokens=10,
+        **sampling,  # type: ignore[arg-type]
+    )
+    return response.choices[0].message.content or ""
+
+
+@pytest.mark.anyio
+async def test_concurrent_requests_are_batched_with_the_replies_they_get_alone(model: LocalChatModel) -> None:
+    serial = LocalChatModel(model.model, model.tokenizer, name=model.name, folder=model.folder, max_batch_size=1)
+    batched = LocalChatModel(model.model, model.tokenizer, name=model.name, folder=model.folder)
+    sampled = {"temperature": 1.0, "seed": 11}
+    try:
+        with anyio.fail_after(REQUEST_TIMEOUT_S):
+            async with local_openai_client(serial) as client:
+                alone = [await _ask(client, question, temperature=0) for question in QUESTIONS]
+                alone_sampled = await _ask(client, QUESTIONS[0], **sampled)
+            async with local_openai_client(batched) as client:
+                results: dict[int, str] = {}
+
+                async def ask(index: int, question: str) -> None:
+                    results[index] = await _ask(client, question, temperature=0)
+
+                async with anyio.create_task_group() as group:  # four rollouts' turns at once
+                    for index, question in enumerate(QUESTIONS):
+                        group.start_soon(ask, index, question)
+                    group.start_soon(ask, -1, QUESTIONS[0])  # a duplicate, plus a seeded sampled request:
+                    together_sampled: list[str] = []
+
+                    async def ask_sampled() -> None:
+                        together_sampled.append(await _ask(client, QUESTIONS[0], **sampled))
+
+                    group.start_soon(ask_sampled)
+    finally:
+        serial.close()
+        batched.close()
+    assert [results[index] for index in range(len(QUESTIONS))] == alone  # greedy: batched or alone, the same
+    assert results[-1] == alone[0]
+    assert together_sampled == [alone_sampled]  # the seed decides the sample, not the batch it landed in
+    assert serial.generator.batch_sizes == [1] * (len(QUESTIONS) + 1)
+    assert max(batched.generator.batch_sizes) > 1

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import subprocess
 import sys
 import traceback
 from collections.abc import AsyncIterator
@@ -25,7 +27,7 @@ from mcp import ClientSession
 from hud_vf_gym.errors import ServerConnectionError, ServerStartError, ServerTimeoutError
 from hud_vf_gym.runtime.connection import ServerConnection, close_connections
 from hud_vf_gym.runtime.mcp_compat import MCPError, is_error
-from hud_vf_gym.runtime.servers import StdioServer
+from hud_vf_gym.runtime.servers import RemoteServer, StdioServer
 from tests.support import ECHO_SERVER, TINY_SERVER, processes_with
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_marked_process_left")]
@@ -168,7 +170,8 @@ async def test_json_rpc_error_answer_is_passed_on_and_is_no_fault(marker: str) -
 async def test_server_dying_mid_request_raises_connection_error_with_its_stderr(marker: str) -> None:
     async with started(echo_server(marker)) as connection:
         message = (
-            f"MCP server 'server' ({connection.target}) closed the connection during the call to tool 'die'\n"
+            f"MCP server 'server' ({connection.target}) closed the connection during the call to tool 'die': "
+            "its process exited with status 7\n"
             "last lines of its stderr:\n  | echo server: dying on purpose"
         )
         with pytest.raises(ServerConnectionError, match=f"^{re.escape(message)}$"):
@@ -223,7 +226,8 @@ async def test_start_error_hides_secrets_from_the_command_line_and_stderr(marker
         error = connection.start_error()
     assert connection.target == f"{sys.executable} -c {code} --marker={marker} --token=***"
     assert str(error) == (
-        f"MCP server 'server' ({connection.target}) exited or closed the connection while starting\n"
+        f"MCP server 'server' ({connection.target}) exited or closed the connection while starting: "
+        "its process exited with status 3\n"
         "last lines of its stderr:\n  | token ***"
     )
     assert secret not in "".join(traceback.format_exception(error))  # its cause too, were one printed
@@ -265,3 +269,149 @@ async def test_abandon_kills_the_server_without_awaiting_anything(marker: str) -
             while processes_with(marker):
                 await anyio.sleep(0.01)
         assert not connection.process_running()
+
+
+# -- a dead server is noticed at once (issue 15) ----------------------------------------------------------------------
+
+# How soon a request waiting on a killed server must fail. Every request here is given HANG_GUARD_S, so only noticing
+# the death (not the call timeout) can end it in time.
+NOTICE_S = 1.0
+# How long the tests let a request reach the server before killing it (killing earlier is the idle case, also covered).
+IN_FLIGHT_S = 0.3
+
+
+async def wait_for_processes(marker: str, count: int) -> None:
+    """Wait until `count` processes carry `marker` (a server and the child it started)."""
+    with anyio.fail_after(HANG_GUARD_S):
+        while len(processes_with(marker)) < count:
+            await anyio.sleep(0.01)
+
+
+async def kill_during_request(connection: ServerConnection, pid: int, operation: str, send: Any) -> BaseException:
+    """Start a request, SIGKILL `pid` while it waits, and return the error the request raised within NOTICE_S."""
+    errors: list[BaseException] = []
+    answered = anyio.Event()
+
+    async def run_request() -> None:
+        try:
+            await connection.request(operation, HANG_GUARD_S, send)
+        except Exception as exc:  # the error is the test's result
+            errors.append(exc)
+        answered.set()
+
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(run_request)
+        await anyio.sleep(IN_FLIGHT_S)
+        os.kill(pid, signal.SIGKILL)
+        with anyio.fail_after(NOTICE_S):
+            await answered.wait()
+    [error] = errors
+    return error
+
+
+@pytest.mark.parametrize("child_holds_stdout", [False, True], ids=["alone", "child-holds-stdout"])
+async def test_server_killed_mid_call_fails_the_waiting_request_at_once(marker: str, child_holds_stdout: bool) -> None:
+    options = ["--nap", "--spawn-grandchild"] if child_holds_stdout else ["--nap"]
+    async with started(tiny_server(marker, *options)) as connection:
+        await wait_for_processes(marker, 2 if child_holds_stdout else 1)
+        assert connection.process_group is not None
+        error = await kill_during_request(
+            connection, connection.process_group, "the call to tool 'nap'", call("nap", seconds=HANG_GUARD_S)
+        )
+        assert isinstance(error, ServerConnectionError)
+        assert str(error) == (
+            f"MCP server 'server' ({connection.target}) closed the connection during the call to tool 'nap': "
+            "its process was killed by signal 9 (SIGKILL)"
+        )
+        assert connection.faulted and not connection.is_alive
+    assert processes_with(marker) == []  # the child that held stdout went with the server's process group
+
+
+async def test_server_killed_while_idle_with_a_child_holding_stdout_is_noticed_at_once(marker: str) -> None:
+    async with started(tiny_server(marker, "--spawn-grandchild")) as connection:
+        await wait_for_processes(marker, 2)
+        assert connection.process_group is not None
+        os.kill(connection.process_group, signal.SIGKILL)
+        with anyio.fail_after(NOTICE_S):
+            while connection.is_alive:  # no request is needed to see it: the process's exit is watched
+                await anyio.sleep(0.01)
+            with pytest.raises(ServerConnectionError) as caught:
+                await connection.request("the call to tool 'echo'", HANG_GUARD_S, call("echo", text="x"))
+        assert str(caught.value) == (
+            f"MCP server 'server' ({connection.target}) closed the connection during the call to tool 'echo': "
+            "its process was killed by signal 9 (SIGKILL)"
+        )
+
+
+async def test_server_exiting_mid_call_names_its_exit_status_and_last_stderr_line(marker: str) -> None:
+    async with started(echo_server(marker)) as connection:
+        with anyio.fail_after(NOTICE_S * 5), pytest.raises(ServerConnectionError) as caught:  # it exits by itself
+            await connection.request("the call to tool 'die'", HANG_GUARD_S, call("die", exit_code=7))
+        assert str(caught.value) == (
+            f"MCP server 'server' ({connection.target}) closed the connection during the call to tool 'die': "
+            "its process exited with status 7\nlast lines of its stderr:\n  | echo server: dying on purpose"
+        )
+
+
+@asynccontextmanager
+async def http_echo_server(marker: str, transport: str) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The echo server over HTTP on a free port: its URL (the path selects the transport) and its process."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    command = [sys.executable, str(ECHO_SERVER), f"--transport={transport}", f"--port={port}", f"--marker={marker}"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with anyio.fail_after(HANG_GUARD_S):
+            while True:
+                try:
+                    await (await anyio.connect_tcp("127.0.0.1", port)).aclose()
+                    break
+                except OSError:
+                    await anyio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/{'sse' if transport == 'sse' else 'mcp'}", process
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
+async def test_remote_server_killed_mid_call_fails_the_waiting_request_at_once(marker: str, transport: str) -> None:
+    async with http_echo_server(marker, transport) as (url, process):
+        connection = ServerConnection("remote", RemoteServer(url=url), frozenset(), HANG_GUARD_S)
+        try:
+            with anyio.fail_after(HANG_GUARD_S):
+                connection.start()
+                await connection.wait_ready()
+            assert connection.start_error() is None
+            error = await kill_during_request(
+                connection, process.pid, "the call to tool 'sleep'", call("sleep", seconds=HANG_GUARD_S)
+            )
+            assert isinstance(error, ServerConnectionError)
+            assert str(error).startswith(
+                f"MCP server 'remote' ({url}) closed the connection during the call to tool 'sleep': "
+            )
+            assert not connection.is_alive
+        finally:
+            with anyio.fail_after(HANG_GUARD_S):
+                await close_connections([connection])
+
+
+@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
+async def test_remote_server_killed_while_idle_fails_the_next_request_at_once(marker: str, transport: str) -> None:
+    async with http_echo_server(marker, transport) as (url, process):
+        connection = ServerConnection("remote", RemoteServer(url=url), frozenset(), HANG_GUARD_S)
+        try:
+            with anyio.fail_after(HANG_GUARD_S):
+                connection.start()
+                await connection.wait_ready()
+            process.kill()
+            process.wait()
+            with anyio.fail_after(NOTICE_S), pytest.raises(ServerConnectionError) as caught:
+                await connection.request("the call to tool 'echo'", HANG_GUARD_S, call("echo", text="x"))
+            assert str(caught.value).startswith(
+                f"MCP server 'remote' ({url}) closed the connection during the call to tool 'echo'"
+            )
+        finally:
+            with anyio.fail_after(HANG_GUARD_S):
+                await close_connections([connection])

@@ -68,9 +68,11 @@ def test_parse_mcp_config_reports_every_problem_at_once() -> None:
     }
     message = (
         "9 problems in mcp_config\n"
-        "  server 'a': args: Input should be a valid list\n"
+        "  server 'a': args: Input should be a valid list; expected a list of strings, e.g. "
+        '["run", "--rm", "-i", "<image>"]\n'
         "  server 'a': foo: unknown key; expected one of args, command, cwd, env, transport\n"
-        "  server 'b': url: String should match pattern '^https?://'\n"
+        "  server 'b': url: expected an http:// or https:// URL (an MCP endpoint, e.g. https://mcp.hud.ai/v3/mcp), "
+        "found the scheme 'ftp'\n"
         "  server 'b': transport: Input should be 'http', 'streamable-http' or 'sse'\n"
         "  server 'c': expected a mapping with 'command' (stdio) or 'url' (HTTP/SSE), got a value of type int\n"
         "  server 'd': has neither 'command' nor 'url'; give 'command' for a stdio server or 'url' for a remote one\n"

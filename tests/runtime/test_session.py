@@ -215,8 +215,8 @@ async def test_server_dying_mid_call_raises_connection_error(marker: str) -> Non
     with anyio.fail_after(HANG_GUARD_S):
         async with await MCPSession.open({"echo": echo_entry(marker)}) as session:
             message = (
-                f"MCP server 'echo' ({echo_command(marker)}) closed the connection during the call to tool 'die'"
-                "\nlast lines of its stderr:\n  | echo server: dying on purpose"
+                f"MCP server 'echo' ({echo_command(marker)}) closed the connection during the call to tool 'die': "
+                "its process exited with status 7\nlast lines of its stderr:\n  | echo server: dying on purpose"
             )
             with pytest.raises(ServerConnectionError, match=f"^{re.escape(message)}$"):
                 await session.call_tool("die", {})
@@ -271,7 +271,7 @@ async def test_server_exiting_during_start_raises_start_error_without_secrets(ma
     }
     message = (
         f"MCP server 'local' ({sys.executable} -c {code} --marker={marker} --token=***) exited or closed the "
-        "connection while starting\nlast lines of its stderr:\n  | token is ***"
+        "connection while starting: its process exited with status 3\nlast lines of its stderr:\n  | token is ***"
     )
     with anyio.fail_after(HANG_GUARD_S), pytest.raises(ServerStartError, match=f"^{re.escape(message)}$"):
         await MCPSession.open(config, environ={"SECRET_TOKEN": "tok-0123456789"})
@@ -342,7 +342,8 @@ async def test_redacted_config_hides_credentials(marker: str) -> None:
     with anyio.fail_after(HANG_GUARD_S):
         async with await MCPSession.open(config, environ=environ) as session:
             assert session.redacted_config == {
-                "echo": {**echo_entry(marker), "env": {"OPENAI_API_KEY": "***", "MODE": "fast"}}
+                # every value a ${VAR} resolved to is hidden, whatever the variable's name
+                "echo": {**echo_entry(marker), "env": {"OPENAI_API_KEY": "***", "MODE": "***"}}
             }
             assert "sk-openai-0123456789" not in repr(vars(session))
 

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import copy
+import logging
 
 import pytest
 
-from hud_vf_gym.runtime.variables import redact, redact_text, resolve_templates, secret_values, template_variables
+from hud_vf_gym.runtime.variables import (
+    install_log_redaction,
+    redact,
+    redact_text,
+    redact_urls,
+    resolve_templates,
+    secret_values,
+    template_variables,
+)
 
 ENVIRON = {"HOME": "/home/agent", "IMAGE": "hud-text-2048", "EMPTY": "", "HUD_API_KEY": "sk-hud-123456"}
 
@@ -136,7 +145,7 @@ def test_redact_text_ignores_empty_and_tiny_secrets() -> None:
     assert redact_text("token abcd in x", ["", "x", "abcd"]) == "token *** in x"
 
 
-def test_secret_values_finds_keys_from_secret_variables_and_headers() -> None:
+def test_secret_values_are_every_resolved_value_header_key_and_url_credential() -> None:
     unresolved = {
         "hud": {"url": "${HUD_URL}", "headers": {"Authorization": "Bearer ${KEY_FROM_ELSEWHERE}", "Mcp-Image": "$IMG"}},
         "local": {"command": "x", "env": {"OPENAI_API_KEY": "${OPENAI_API_KEY}"}},
@@ -148,4 +157,43 @@ def test_secret_values_finds_keys_from_secret_variables_and_headers() -> None:
         "OPENAI_API_KEY": "sk-o-1",
     }
     resolved = resolve_templates(unresolved, environ)
-    assert secret_values(unresolved, resolved, environ) == {"Bearer k-98765", "k-98765", "sk-o-1"}
+    # issue 15: HUD_URL counts although its name does not look secret (a ${DB_URL} can hold a password); "img" is
+    # too short to hide without garbling messages
+    expected = {"Bearer k-98765", "k-98765", "sk-o-1", "http://localhost:8765/mcp"}
+    assert secret_values(unresolved, resolved, environ) == expected
+
+
+def test_secret_values_take_url_passwords_and_secret_query_values() -> None:
+    resolved = {
+        "db": {"command": "x", "args": ["postgres://app:pa55word@db/x", "https://h/mcp?api_key=k-1234&page=1234"]}
+    }
+    assert secret_values({}, resolved, {}) == {"pa55word", "k-1234"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("postgres://app:pa55word@db:5432/x failed", "postgres://app:***@db:5432/x failed"),
+        ("GET https://h/mcp?api_key=k-1&page=2#top 200", "GET https://h/mcp?api_key=***&page=***#top 200"),
+        ("'http://user@h/p' and http://h/p?", "'http://user@h/p' and http://h/p?"),
+        ("no url: a=b?c=d", "no url: a=b?c=d"),
+    ],
+    ids=["userinfo-password", "query-values", "no-credentials", "not-a-url"],
+)
+def test_redact_urls_hides_passwords_and_query_values(text: str, expected: str) -> None:
+    assert redact_urls(text) == expected
+
+
+def test_log_redaction_hides_secrets_and_url_credentials_in_mcp_and_httpx_records(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    install_log_redaction(["sk-logged-123"])
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("httpx").info('HTTP Request: %s %s "%s"', "POST", "https://h/mcp?api_key=k-55555", "200 OK")
+    logging.getLogger("mcp.client.streamable_http").debug("Sending client message with sk-logged-123")
+    logging.getLogger("hud_vf_gym.runtime.connection").warning("target postgres://app:pa55word@db/x")
+    assert [record.getMessage() for record in caplog.records] == [
+        'HTTP Request: POST https://h/mcp?api_key=*** "200 OK"',
+        "Sending client message with ***",
+        "target postgres://app:***@db/x",
+    ]

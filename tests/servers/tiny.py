@@ -6,6 +6,8 @@ its stdin closes. Two options make it awkward to shut down:
 - `--spawn-grandchild` starts a sleeping child process (with the same arguments) that outlives the server;
 - `--stubborn` ignores SIGTERM and keeps running after stdin closes, so only SIGKILL ends it.
 
+`--nap` also lists `nap(seconds)`, which blocks the server for that long before it answers.
+
 `--paged` lists its tools one per `tools/list` page (echo, then shout), following MCP's pagination cursors.
 
 Other command-line arguments (such as a test's `--marker=...`) are ignored.
@@ -26,6 +28,11 @@ ECHO_TOOL = {
     "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
 }
 SHOUT_TOOL = {**ECHO_TOOL, "name": "shout", "description": "Return the text in capitals."}
+NAP_TOOL = {
+    "name": "nap",
+    "description": "Sleep, then answer (blocking: the server reads nothing meanwhile).",
+    "inputSchema": {"type": "object", "properties": {"seconds": {"type": "number"}}, "required": ["seconds"]},
+}
 
 
 def answer(request: dict[str, Any]) -> dict[str, Any]:
@@ -38,7 +45,7 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
             "serverInfo": {"name": "tiny", "version": "0"},
         }
     elif method == "tools/list" and "--paged" not in sys.argv:
-        result = {"tools": [ECHO_TOOL]}
+        result = {"tools": [ECHO_TOOL, NAP_TOOL] if "--nap" in sys.argv else [ECHO_TOOL]}
     elif method == "tools/list":
         result = (
             {"tools": [SHOUT_TOOL]}
@@ -49,6 +56,9 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
         text = params["arguments"]["text"]
         text = text.upper() if params["name"] == "shout" else text
         result = {"content": [{"type": "text", "text": text}], "isError": False}
+    elif method == "tools/call" and params.get("name") == "nap":
+        time.sleep(params["arguments"]["seconds"])
+        result = {"content": [{"type": "text", "text": "rested"}], "isError": False}
     elif method == "ping":
         result = {}
     else:

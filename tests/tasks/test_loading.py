@@ -182,7 +182,10 @@ def test_load_taskset_rejects_bad_files(tmp_path: Path, content: str, name: str,
 
 @pytest.mark.parametrize("source", ["missing.json", "data/missing.jsonl", "./missing"], ids=repr)
 def test_load_taskset_rejects_a_missing_file(tmp_path: Path, source: str) -> None:
-    message = f"taskset file {source!r} not found (looked for {tmp_path / source}); check the path or base_dir"
+    message = (
+        f"taskset file {source!r} not found (looked for {tmp_path / source}); check the path (a relative path is "
+        f"read from base_dir {str(tmp_path)!r})"
+    )
     with pytest.raises(TaskError, match=f"^{re.escape(message)}$"):
         load_taskset(source, base_dir=tmp_path)
 

@@ -113,26 +113,31 @@ def test_task_from_row_keeps_plain_calls(call: dict[str, Any], expected: ToolCal
     assert Task.from_row(make_row(evaluate_tool=call)).evaluate_calls == (expected,)
 
 
+def test_task_from_row_fixes_the_stdio_arguments_typo() -> None:
+    entry = {"command": "docker", "arguments": ["run", "-i", "img"]}
+    expected = {"command": "docker", "args": ["run", "-i", "img"]}
+    assert Task.from_row(make_row(mcp_config={"local": entry})).mcp_config == {"local": expected}
+
+
 @pytest.mark.parametrize(
-    ("entry", "expected"),
+    ("entry", "problem"),
     [
         (
-            {"command": "docker", "arguments": ["run", "-i", "img"]},
-            {"command": "docker", "args": ["run", "-i", "img"]},
-        ),
-        (
             {"command": "docker", "args": ["run", "-i", "img"], "arguments": ["x"]},
-            {"command": "docker", "args": ["run", "-i", "img"], "arguments": ["x"]},
+            "mcp_config.local.arguments: unknown key; expected one of args, command, cwd, env, transport "
+            "(did you mean 'args'?)",
         ),
         (
             {"url": "http://localhost:8765/mcp", "arguments": ["x"]},
-            {"url": "http://localhost:8765/mcp", "arguments": ["x"]},
+            "mcp_config.local.arguments: unknown key; expected one of headers, transport, url",
         ),
     ],
-    ids=["stdio-arguments-typo-renamed", "stdio-with-args-untouched", "url-entry-untouched"],
+    ids=["stdio-with-args-and-arguments", "url-entry-with-arguments"],
 )
-def test_task_from_row_fixes_the_stdio_arguments_typo(entry: dict[str, Any], expected: dict[str, Any]) -> None:
-    assert Task.from_row(make_row(mcp_config={"local": entry})).mcp_config == {"local": expected}
+def test_task_from_row_refuses_arguments_beside_args_or_url(entry: dict[str, Any], problem: str) -> None:
+    # issue 15: kept untouched before, such an entry failed only when its rollout opened the session
+    with pytest.raises(TaskError, match=f"^{re.escape(f'task (id {EXPECTED_TASK.id!r}): {problem}')}$"):
+        Task.from_row(make_row(mcp_config={"local": entry}))
 
 
 @pytest.mark.parametrize("absent", ["", "null", "{}", " {} ", {}, None, [], "[]", DROP], ids=repr)
@@ -273,6 +278,59 @@ def test_task_from_row_lists_every_problem_of_a_row() -> None:
             {"prompt": ["y" * 100]},
             "prompt: expected the agent's instruction as a non-empty string, found ['" + "y" * 75 + "... (list)",
         ),
+        # issue 15: entries are checked as written, so a row that cannot start fails at load, not mid-run
+        (
+            {"mcp_config": {"local": {"command": "docker", "args": "run --rm -i img"}}},
+            "mcp_config.local.args: Input should be a valid list; expected a list of strings, e.g. "
+            '["run", "--rm", "-i", "<image>"]',
+        ),
+        (
+            {"mcp_config": {"local": {"command": "docker", "env": ["DEBUG=1"]}}},
+            "mcp_config.local.env: Input should be a valid dictionary; expected a mapping of variable names to "
+            'string values, e.g. {"DEBUG": "1"} (quote numbers)',
+        ),
+        (
+            {"mcp_config": {"local": {"command": "docker", "env": {"DEBUG": 1}}}},
+            "mcp_config.local.env.DEBUG: Input should be a valid string; expected a mapping of variable names to "
+            'string values, e.g. {"DEBUG": "1"} (quote numbers)',
+        ),
+        (
+            {"mcp_config": {"local": {"command": 7}}},
+            "mcp_config.local.command: Input should be a valid string; expected the executable as one string, "
+            "e.g. 'docker' (its arguments go in 'args')",
+        ),
+        (
+            {"mcp_config": {"remote": {"url": "ftp://example.com/mcp"}}},
+            "mcp_config.remote.url: expected an http:// or https:// URL (an MCP endpoint, e.g. "
+            "https://mcp.hud.ai/v3/mcp), found the scheme 'ftp'",
+        ),
+        (
+            {"mcp_config": {"local": {"command": "docker", "restart": "always"}}},
+            "mcp_config.local.restart: unknown key; expected one of args, command, cwd, env, transport",
+        ),
+        ({"mcp_config": {"remote": {"url": "${HUB_URL}/mcp", "headers": {"X": "${TOKEN}"}}}}, None),
+        (
+            {"prompt": "Reach \ud800 128."},
+            "prompt: contains '\\ud800' at character 6, a lone surrogate that UTF-8 cannot encode (Arrow datasets, "
+            "JSON files and HTTP refuse it); fix the text where it was decoded (usually bytes read with "
+            "errors='surrogateescape')",
+        ),
+        (
+            {"metadata": {"notes": ["fine", "bad \udcff"]}},
+            "metadata.notes[1]: contains '\\udcff' at character 4, a lone surrogate that UTF-8 cannot encode (Arrow "
+            "datasets, JSON files and HTTP refuse it); fix the text where it was decoded (usually bytes read with "
+            "errors='surrogateescape')",
+        ),
+        (
+            {"setup_tools": SETUP},
+            "setup_tools: unknown field (did you mean 'setup_tool'?); a task row has id, prompt, mcp_config, "
+            "setup_tool, evaluate_tool, system_prompt, metadata, agent_config; put any other data under metadata",
+        ),
+        (
+            {"system_promt": "Be brief."},
+            "system_promt: unknown field (did you mean 'system_prompt'?); a task row has id, prompt, mcp_config, "
+            "setup_tool, evaluate_tool, system_prompt, metadata, agent_config; put any other data under metadata",
+        ),
     ],
     ids=[
         "blank-prompt",
@@ -289,6 +347,17 @@ def test_task_from_row_lists_every_problem_of_a_row() -> None:
         "id-not-a-string",
         "long-prompt-is-fine",
         "long-bad-value-truncated",
+        "entry-args-a-string",
+        "entry-env-a-list",
+        "entry-env-value-an-int",
+        "entry-command-an-int",
+        "entry-url-ftp",
+        "entry-unknown-key",
+        "entry-templates-are-fine",
+        "lone-surrogate-in-prompt",
+        "lone-surrogate-deep-in-metadata",
+        "misspelt-setup-tool",
+        "misspelt-system-prompt",
     ],
 )
 def test_task_from_row_rejects_bad_fields(overrides: dict[str, Any], problem: str | None) -> None:

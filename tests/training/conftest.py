@@ -13,6 +13,23 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 SPECIAL_TOKENS = ["<pad>", "<|im_start|>", "<|im_end|>"]
+# The cheapest GRPO step train/grpo.py accepts: one task, one group of two rollouts, two short turns, a small cap.
+CHEAP_RUN_ARGS = (
+    "--num_tasks",
+    "1",
+    "--max_turns",
+    "2",
+    "--max_turn_tokens",
+    "8",
+    "--num_generations",
+    "2",
+    "--per_device_train_batch_size",
+    "2",
+    "--gradient_accumulation_steps",
+    "1",
+    "--max_completion_length",
+    "64",
+)  # fmt: skip  (one group of two rollouts per step, in one micro-batch)
 
 
 def build_tiny_model(folder: Path) -> Path:
@@ -56,3 +73,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("transformers", reason="the training tests need the train extra: pip install -e '.[train]'")
     pytest.importorskip("tokenizers", reason="the training tests need the train extra: pip install -e '.[train]'")
     return build_tiny_model(tmp_path_factory.mktemp("tiny-lm"))
+
+
+@pytest.fixture(scope="session")
+def cheap_run_args() -> tuple[str, ...]:
+    """train/grpo.py flags for the cheapest GRPO step (shared by the script test and `hud-vf-gym train`'s)."""
+    return CHEAP_RUN_ARGS

@@ -21,9 +21,6 @@ trl = pytest.importorskip("trl", reason="the training tests need: pip install -e
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:You are using 'rollout_func':UserWarning"),  # TRL marks it experimental
-    # transformers 5 renamed gradient checkpointing; TRL 1.16 still sets the old name
-    pytest.mark.filterwarnings("ignore:`gradient_checkpointing` is deprecated:FutureWarning"),
-    pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"),
 ]
 
 CPU_CONFIG = REPO_ROOT / "configs" / "train" / "2048-cpu.yaml"
@@ -102,7 +99,7 @@ def test_resolve_model_keeps_hub_ids_and_folders(tmp_path: Path) -> None:
 
 
 def test_main_trains_saves_checkpoints_and_resumes(
-    grpo_script: Any, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    grpo_script: Any, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cheap_run_args: tuple[str, ...]
 ) -> None:
     (tmp_path / "extra_rewards.py").write_text(
         "def constant_bonus(completions, **kwargs):\n    return [0.5 for _ in completions]\n", encoding="utf-8"
@@ -112,12 +109,7 @@ def test_main_trains_saves_checkpoints_and_resumes(
     common = [
         "--config", str(CPU_CONFIG),
         "--model_name_or_path", str(tiny_model),  # the tiny random model instead of SmolLM2
-        "--num_tasks", "1",  # one task, one group per step
-        "--max_turns", "2",  # short episodes
-        "--max_turn_tokens", "8",  # short turns
-        "--num_generations", "2",  # the smallest GRPO group
-        "--per_device_train_batch_size", "2",  # one group per step
-        "--max_completion_length", "64",  # a small episode cap
+        *cheap_run_args,  # one task, one group of two rollouts of two short turns per step
         "--output_dir", str(output),
         "--save_steps", "1",  # a checkpoint after every step
         "--extra_reward_funcs", "extra_rewards.constant_bonus",  # an import path from the command line

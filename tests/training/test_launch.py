@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,6 +113,36 @@ def test_plan_launch_tensor_parallel_server_and_zero3() -> None:
 def test_plan_launch_refuses_bad_splits(gpus: list[str], vllm_gpus: int, accelerate_config: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         plan_launch(model="m", gpus=gpus, vllm_gpus=vllm_gpus, accelerate_config=accelerate_config)
+
+
+def test_plan_launch_several_machines_share_the_heads_server() -> None:
+    gpus = [str(index) for index in range(8)]
+    head = plan_launch(model="m", gpus=gpus, num_machines=2, machine_rank=0, main_process_ip="10.0.0.1")
+    assert head.server_argv[3:7] == ("--host", "0.0.0.0", "--port", "8000")  # the other machine must reach it
+    assert head.base_url == "http://10.0.0.1:8000"
+    assert head.trainer_argv[4:14] == (
+        "--num_processes", "14", "--num_machines", "2", "--machine_rank", "0", "--main_process_ip", "10.0.0.1",
+        "--main_process_port", "29500",
+    )  # fmt: skip
+    worker = plan_launch(model="m", gpus=gpus, num_machines=2, machine_rank=1, main_process_ip="10.0.0.1")
+    assert (worker.server_argv, dict(worker.server_env)) == ((), {})
+    assert worker.trainer_env["CUDA_VISIBLE_DEVICES"] == "1,2,3,4,5,6,7"  # the same split on every machine
+    assert worker.health_url == "http://10.0.0.1:8000/health"
+    assert "SERVER_CMD=()" in worker.to_shell()
+
+
+@pytest.mark.parametrize(
+    ("machines", "message"),
+    [
+        ({"num_machines": 2}, "--num-machines 2 needs --main-process-ip"),
+        ({"num_machines": 2, "machine_rank": 2, "main_process_ip": "h"}, "--machine-rank must be between 0 and 1"),
+        ({"num_machines": 0}, "--num-machines must be at least 1, got 0"),
+    ],
+    ids=["no-head-address", "rank-out-of-range", "no-machines"],
+)
+def test_plan_launch_refuses_bad_machine_layouts(machines: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        plan_launch(model="m", gpus=["0", "1", "2"], **machines)
 
 
 def test_visible_gpus_respects_cuda_visible_devices() -> None:
@@ -235,3 +267,36 @@ def test_launch_sh_sigterm_stops_trainer_and_server(fake_tools: dict[str, str]) 
     assert process.returncode == 143
     assert wait_gone(record_of(fake_tools, "trainer")["pid"]), "the trainer outlived the launcher"
     assert wait_gone(record_of(fake_tools, "server")["pid"]), "the vLLM server outlived the launcher"
+
+
+def test_launch_sh_on_a_worker_machine_uses_the_heads_server(fake_tools: dict[str, str]) -> None:
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    head = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)  # the head machine's vLLM server
+    thread = threading.Thread(target=head.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = str(head.server_address[1])
+        args = ["--num-gpus", "3", "--num-machines", "2", "--machine-rank", "1", "--main-process-ip", "127.0.0.1"]
+        args += ["--port", port, "--model", "tiny/model", "--", "--max_steps", "1"]
+        process = subprocess.Popen(["bash", str(LAUNCH_SH), *args], env=fake_tools, stderr=subprocess.PIPE, text=True)
+        _, stderr = process.communicate(timeout=WAIT_S)
+    finally:
+        head.shutdown()
+        head.server_close()
+        thread.join()
+    assert process.returncode == 0, stderr
+    assert not (Path(fake_tools["FAKE_RECORD_DIR"]) / "server.json").exists()  # no server on a worker
+    trainer = record_of(fake_tools, "trainer")
+    assert trainer["env"] == {"CUDA_VISIBLE_DEVICES": "1,2"}
+    assert trainer["argv"][3:11] == [
+        "--num_processes", "4", "--num_machines", "2", "--machine_rank", "1", "--main_process_ip", "127.0.0.1",
+    ]  # fmt: skip
+    assert trainer["argv"][-3:] == [f"http://127.0.0.1:{port}", "--max_steps", "1"]
+    assert f"using the head machine's vLLM server at http://127.0.0.1:{port}/health" in stderr

@@ -37,14 +37,12 @@ from hud_vf_gym.training import (
     reward_functions,
     training_dataset,
 )
+from hud_vf_gym.types import ToolCall
 
 transformers = pytest.importorskip("transformers", reason="the training tests need: pip install -e '.[train]'")
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:You are using 'rollout_func':UserWarning"),  # TRL marks it experimental
-    # transformers 5 renamed gradient checkpointing; TRL 1.16 still sets the old name
-    pytest.mark.filterwarnings("ignore:`gradient_checkpointing` is deprecated:FutureWarning"),
-    pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"),
 ]
 
 
@@ -341,6 +339,40 @@ def test_rollout_infrastructure_failure_is_masked_and_unscored(
     assert all(column[0] is not None for column in rewards)
     assert logged["infra_errors"] == 2.0
     assert weights == [0.8, 0.05, 0.15, 0.0, 0.0]  # configs/2048.yaml's rubric weights
+    assert servers_left() == []
+
+
+def test_rollout_bad_row_and_crashed_evaluator_are_masked_and_unscored(
+    tokenizer: Any, config: Any, tasks: Sequence[Task]
+) -> None:
+    # issue 15: a row that cannot run (a hub function its server lacks) and a failed evaluation are kept out of
+    # training like an infrastructure failure; the good row of the same batch still trains
+    typo = dataclasses.replace(
+        tasks[0], id="2048_typo", setup_calls=(ToolCall("setup", {"name": "boards", "arguments": {}}),)
+    )
+    crashed = dataclasses.replace(
+        tasks[0],
+        id="2048_crashed_evaluator",
+        evaluate_calls=(ToolCall("evaluate", {"name": "max_number", "arguments": {"target": "many"}}),),
+    )
+    mixed = [tasks[0], typo, crashed]
+    generator = ScriptedGenerator(tokenizer, ["<tool>left()</tool>", "<tool>done()</tool>"])
+    with HUDRollout(config, mixed, turn_tokens=32, generator=generator) as rollout:
+        output = rollout(prompts_for(mixed, 1), fake_trainer(tokenizer))
+    assert output["task_id"] == [tasks[0].id, "2048_typo", "2048_crashed_evaluator"]
+    assert output["hud_reward"][0] is not None
+    for index in (1, 2):
+        assert output["completion_ids"][index] == [tokenizer.eos_token_id] and output["env_mask"][index] == [0]
+        assert all(output[name][index] is None for name in (*COMPONENT_NAMES, "hud_reward"))
+        assert output["infra_error"][index] is None  # neither is the infrastructure's fault
+    assert "(id '2048_typo'): setup_tool: tool 'setup' has no function 'boards'" in output["task_error"][1]
+    assert output["evaluation_error"][2].startswith("task '2048_crashed_evaluator': the evaluation failed: ")
+    assert [episode.stop_reason for episode in rollout.last_episodes][1:] == ["task_error", "evaluation_error"]
+    funcs, _ = reward_functions(config.rubric.weights)
+    logged: dict[str, float] = {}
+    kwargs = {key: value for key, value in output.items() if key not in ("prompt_ids", "completion_ids", "logprobs")}
+    funcs[0](log_metric=logged.__setitem__, **kwargs)
+    assert (logged["infra_errors"], logged["task_errors"], logged["evaluation_failures"]) == (0.0, 1.0, 1.0)
     assert servers_left() == []
 
 

@@ -26,6 +26,8 @@ class TaskCheck:
     task_id: str
     tools: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
+    server_started: bool = True
+    """False when the task's server could not start (its mcp_config is to blame, not the config's mappings)."""
 
     @property
     def ok(self) -> bool:
@@ -38,7 +40,7 @@ async def check_task(harness: Harness, task: Task) -> TaskCheck:
     try:
         session = await harness.open_session(task)
     except HUDGymError as exc:  # a server that cannot start, or a ${VAR} that is not set
-        return TaskCheck(task.id, problems=(f"{type(exc).__name__}: {exc}",))
+        return TaskCheck(task.id, problems=(f"{type(exc).__name__}: {exc}",), server_started=False)
     try:
         return TaskCheck(
             task.id, tools=tuple(sorted(session.tools)), problems=tuple(harness.mapper.check_tools(session.tools))
@@ -58,8 +60,15 @@ async def check_tasks(harness: Harness, tasks: Sequence[Task], *, concurrency: i
     return list(await asyncio.gather(*(check(task) for task in tasks)))
 
 
-def render_checks(checks: Sequence[TaskCheck], skipped_rows: Sequence[str]) -> str:
-    """One line per task (ok with its tools, or BROKEN with each problem), then the skipped rows, then a total."""
+def render_checks(
+    checks: Sequence[TaskCheck], skipped_rows: Sequence[str], *, config: str = "", taskset: str = ""
+) -> str:
+    """One line per task (ok with its tools, or BROKEN with each problem), then the skipped rows, then a total.
+
+    The total says what to fix, by the option that names it: the config's action_mappings (`--config`) when a
+    server's tools do not fit them, the tasks' mcp_config (`--taskset`) when a server did not start, and the
+    taskset's rows when some were invalid.
+    """
     lines = []
     for check in checks:
         if check.ok:
@@ -69,9 +78,24 @@ def render_checks(checks: Sequence[TaskCheck], skipped_rows: Sequence[str]) -> s
         lines += [f"          {problem}" for problem in check.problems]
     lines += [f"SKIPPED {problem}" for problem in skipped_rows]
     broken = sum(1 for check in checks if not check.ok)
-    verdict = "every task can run" if not broken and not skipped_rows else "fix the tasks above"
     lines.append(
         f"dry run: {len(checks) - broken} of {len(checks)} task(s) ok, {broken} broken, "
-        f"{len(skipped_rows)} invalid row(s) skipped; {verdict}"
+        f"{len(skipped_rows)} invalid row(s) skipped; {_verdict(checks, skipped_rows, config, taskset)}"
     )
     return "\n".join(lines)
+
+
+def _verdict(checks: Sequence[TaskCheck], skipped_rows: Sequence[str], config: str, taskset: str) -> str:
+    not_started = sum(1 for check in checks if not check.server_started)
+    not_fitting = sum(1 for check in checks if check.server_started and not check.ok)
+    fixes = []
+    if not_fitting:
+        fixes.append(
+            f"the action_mappings of --config {config or '(the config)'} (they do not fit the tools of "
+            f"{not_fitting} task(s))"
+        )
+    if not_started:
+        fixes.append(f"the mcp_config of {not_started} task(s) in --taskset {taskset or '(the taskset)'}")
+    if skipped_rows:
+        fixes.append(f"{len(skipped_rows)} invalid row(s) of --taskset {taskset or '(the taskset)'}")
+    return "fix " + "; and ".join(fixes) if fixes else "every task can run"

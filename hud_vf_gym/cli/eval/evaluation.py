@@ -11,6 +11,8 @@ The run, in order:
 5. Run the pending pairs (`hud_vf_gym.core.chat.run_chat_episode`: verifiers' classic loop and row format),
    `--concurrency` at a time, appending each finished rollout to `results.jsonl` at once
    (`hud_vf_gym.cli.eval.results`), so a killed run loses only the rollouts in flight.
+   Progress (per rollout: turn, last action, running reward; overall: finished, tokens/s, ETA) is drawn live on a
+   terminal and written as lines elsewhere (`hud_vf_gym.cli.eval.progress`).
 6. Summarise every row in the folder, resumed ones included (`hud_vf_gym.cli.eval.summary`), and write the summary.
 """
 
@@ -28,8 +30,16 @@ from typing import Any
 
 from hud_vf_gym.cli.eval.dry_run import check_tasks, render_checks
 from hud_vf_gym.cli.eval.options import EvalOptions, is_local_url
+from hud_vf_gym.cli.eval.progress import (
+    CURRENT_ROLLOUT,
+    REFRESH_S,
+    CountingClient,
+    Progress,
+    open_progress,
+    turn_listener,
+)
 from hud_vf_gym.cli.eval.results import ResultsFolder, pair_key
-from hud_vf_gym.cli.eval.summary import render_table, summarize
+from hud_vf_gym.cli.eval.summary import render_table, summarize, turns_of
 from hud_vf_gym.config import load_config
 from hud_vf_gym.core.chat import ChatEndpoint, run_chat_episode
 from hud_vf_gym.core.harness import Harness
@@ -65,7 +75,7 @@ class _Environment:
 class _Endpoint:
     """The model as the rollout loop sees it: an `openai.AsyncOpenAI` client and the model name to send."""
 
-    client: Any
+    client: Any  # openai.AsyncOpenAI; wrapped in a CountingClient for the run (tokens/s)
     name: str
     description: dict[str, Any]
 
@@ -103,7 +113,7 @@ async def _run_eval(options: EvalOptions, log: Log) -> EvalReport:
     if options.base_url is not None and not options.dry_run:
         _endpoint_key(options)  # a missing key is reported before anything is written
     if options.dry_run:
-        return await _dry_run(env, skipped_rows, folder.path, options.concurrency, log)
+        return await _dry_run(env, skipped_rows, folder.path, options, log)
     for problem in skipped_rows:
         log(f"skipped an invalid taskset row: {problem}")
     pairs = _plan(env, options.rollouts_per_task)
@@ -113,7 +123,8 @@ async def _run_eval(options: EvalOptions, log: Log) -> EvalReport:
     log(f"results: {folder.path} ({len(pairs) - len(pending)} of {len(pairs)} rollouts already finished)")
     if pending:
         async with _open_model(options, log) as endpoint:
-            await _run_pairs(env, endpoint, pending, folder, options, total=len(pairs))
+            progress = open_progress(len(pairs), len(pairs) - len(pending), options.max_turns)
+            await _run_pairs(env, endpoint, pending, folder, options, progress)
     summary = summarize(folder.read_rows(), planned=len(pairs))
     table = render_table(summary)
     folder.write_summary(summary, table)
@@ -218,7 +229,9 @@ async def _local_client(options: EvalOptions, log: Log) -> tuple[Any, str, dict[
 
     folder = await asyncio.to_thread(resolve_model_folder, options.model_path, on_convert=converting)
     log(f"loading {folder}")
-    model = await asyncio.to_thread(load_local_model, folder)
+    model = await asyncio.to_thread(
+        load_local_model, folder, max_batch_size=options.max_batch_size, cache_tokens=options.cache_tokens
+    )
     return local_openai_client(model), model.name, {"kind": "local", "folder": str(folder), "model": model.name}
 
 
@@ -231,32 +244,48 @@ async def _run_pairs(
     pairs: list[_Pair],
     folder: ResultsFolder,
     options: EvalOptions,
-    *,
-    total: int,
+    progress: Progress,
 ) -> None:
-    """Run the pairs `--concurrency` at a time, appending each result as it finishes, with a progress bar."""
-    from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
+    """Run the pairs `--concurrency` at a time, appending each result as it finishes, showing progress.
 
+    Progress hears of each rollout's start and end here, of each acted-on turn from the harness (a turn listener)
+    and of each reply's completion tokens from the client (`CountingClient`).
+    """
     slots = asyncio.Semaphore(options.concurrency)
-    progress = tqdm(total=total, initial=total - len(pairs), desc="rollouts", unit="rollout", file=sys.stderr)
-    rewards: list[float] = []
+    client = CountingClient(endpoint.client, progress.tokens)
+    listener = turn_listener(progress)
+    env.harness.turn_listeners.append(listener)
 
     async def run(pair: _Pair) -> None:
+        key = (pair.example_id, pair.rollout_index)
         async with slots:
-            row = await _run_pair(env, endpoint, pair, options)
+            progress.rollout_started(key, pair.task_id)
+            CURRENT_ROLLOUT.set(key)  # this task's own context: the turn listener finds the rollout by it
+            row = await _run_pair(env, endpoint, client, pair, options)
         folder.append(row)
-        rewards.append(float(row.get("reward") or 0.0))
-        progress.update(1)
-        progress.set_postfix(mean_reward=f"{sum(rewards) / len(rewards):.3f}")
+        error = row.get("error")
+        progress.rollout_finished(
+            key,
+            reward=None if row.get("reward") is None else float(row["reward"]),
+            turns=turns_of(row),
+            error=str(error.get("error")) if isinstance(error, dict) else None,
+        )
 
+    async def tick() -> None:  # elapsed and ETA move on between turns too (a CPU model's turn takes seconds)
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            progress.tick()
+
+    ticker = asyncio.create_task(tick())
     tasks = [asyncio.create_task(run(pair)) for pair in pairs]
     try:
         await asyncio.gather(*tasks)
     finally:  # after a user error (or Ctrl-C): stop the other rollouts and every server they started
-        for task in tasks:
+        for task in [*tasks, ticker]:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, ticker, return_exceptions=True)
         await env.harness.close_all()
+        env.harness.turn_listeners.remove(listener)
         progress.close()
 
 
@@ -267,9 +296,11 @@ def _sampling_args(options: EvalOptions, rollout_index: int) -> dict[str, Any]:
     return sampling
 
 
-async def _run_pair(env: _Environment, endpoint: _Endpoint, pair: _Pair, options: EvalOptions) -> dict[str, Any]:
+async def _run_pair(
+    env: _Environment, endpoint: _Endpoint, client: Any, pair: _Pair, options: EvalOptions
+) -> dict[str, Any]:
     """One rollout, scored, as a results row; an unexpected failure becomes that row's infrastructure error."""
-    chat = ChatEndpoint(endpoint.client, endpoint.name, _sampling_args(options, pair.rollout_index))
+    chat = ChatEndpoint(client, endpoint.name, _sampling_args(options, pair.rollout_index))
     try:
         row = await run_chat_episode(env.harness, env.tasks[pair.example_id], chat, example_id=pair.example_id)
     except (ConfigError, TaskError, DependencyNotInstalled):
@@ -296,14 +327,14 @@ def _failed_row(pair: _Pair, exc: BaseException) -> dict[str, Any]:
 
 
 async def _dry_run(
-    env: _Environment, skipped_rows: tuple[str, ...], output: Path, concurrency: int, log: Log
+    env: _Environment, skipped_rows: tuple[str, ...], output: Path, options: EvalOptions, log: Log
 ) -> EvalReport:
     """Check every task's server and tools; the exit status is non-zero when any task is broken."""
     try:
-        checks = await check_tasks(env.harness, env.tasks, concurrency=concurrency)
+        checks = await check_tasks(env.harness, env.tasks, concurrency=options.concurrency)
     finally:
         await env.harness.close_all()
-    table = render_checks(checks, skipped_rows)
+    table = render_checks(checks, skipped_rows, config=options.config, taskset=options.taskset)
     broken = any(not check.ok for check in checks) or bool(skipped_rows)
     summary = {
         "dry_run": [{"task_id": c.task_id, "tools": list(c.tools), "problems": list(c.problems)} for c in checks]

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hud_vf_gym.errors import ConfigError
-
 __all__ = ["EvalOptions", "is_local_url"]
 
 DEFAULT_RESULTS_DIR = "results"  # ./results/<timestamp> when --output is not given
@@ -79,6 +77,17 @@ class EvalOptions:
         default=None,
         metadata={"help": "The environment variable holding the endpoint's API key (needed unless it is local)."},
     )
+    max_batch_size: int = field(
+        default=16,
+        metadata={"help": "In-process model only: concurrent requests decoded together (1: one reply at a time)."},
+    )
+    cache_tokens: int = field(
+        default=16384,
+        metadata={
+            "help": "In-process model only: tokens of earlier turns kept as a key/value cache, so each turn reads "
+            "only its new tokens (0: none)."
+        },
+    )
 
     # Results
     output: str | None = field(default=None, metadata={"help": "Results folder (default: ./results/<date>-<time>)."})
@@ -97,6 +106,8 @@ class EvalOptions:
         if self.resume is not None and self.output is not None and Path(self.output) != Path(self.resume):
             problems.append("--output and --resume name different folders; --resume writes into its own folder")
         if problems:
+            from hud_vf_gym.errors import ConfigError  # here, not above: errors imports verifiers; --help must not
+
             count = len(problems)
             header = f"{count} invalid option{'s' if count != 1 else ''} for hud-vf-gym eval"
             raise ConfigError("\n  ".join([header, *problems]))
@@ -108,12 +119,15 @@ class EvalOptions:
             "--max-turns": self.max_turns,
             "--concurrency": self.concurrency,
             "--max-tokens": self.max_tokens,
+            "--max-batch-size": self.max_batch_size,
         }
         problems = [
             f"{flag} must be at least 1, got {value}"
             for flag, value in at_least_one.items()
             if value is not None and value < 1
         ]
+        if self.cache_tokens < 0:
+            problems.append(f"--cache-tokens must be 0 (no cache) or more, got {self.cache_tokens}")
         if self.temperature < 0:
             problems.append(f"--temperature must be 0 (greedy) or more, got {self.temperature}")
         return problems
@@ -154,6 +168,8 @@ class EvalOptions:
         names = {item.name for item in dataclasses.fields(cls)}
         unknown = sorted(set(saved) - names)
         if unknown:
+            from hud_vf_gym.errors import ConfigError
+
             raise ConfigError(
                 f"run.json has unknown option(s) {', '.join(unknown)}; was it written by hud-vf-gym eval?"
             )

@@ -7,6 +7,10 @@ Definitions (the README quotes them):
   out of every mean (they say nothing about the model).
 - **model error**: the endpoint answered with an empty or invalid message (`EmptyModelResponseError`,
   `InvalidModelResponseError`). The rollout ended there; it is scored as it stands and counted in the means.
+- **task error**: the row cannot run as written (`TaskDefinitionError`: a setup or evaluate tool or hub function
+  its server lacks, an `mcp_config` refused once resolved). Listed with its row and fix, kept out of the means.
+- **evaluation failure**: the task's evaluator failed (`EvaluationError`: isError, or no usable grade). Listed with
+  the evaluator's message, counted apart and kept out of the means (unless the config scores such rollouts 0).
 - **success**: a scored rollout whose grade says `done`, or whose `task_completion` is at least 1.0.
 - **turns**: the assistant turns of a rollout (parsed by the turn loop).
 """
@@ -29,18 +33,23 @@ _HEADINGS = {
     "screenshot_behavior": "screenshot",
 }
 MODEL_ERROR_TYPES = frozenset({"EmptyModelResponseError", "InvalidModelResponseError"})
+ErrorKind = Literal["infra", "model", "task", "evaluation"]
 SUCCESS_DEFINITION = "grade done, or task_completion >= 1.0"
 SUCCESS_COMPLETION = 1.0
 _MESSAGE_CHARS = 300  # of an error message in the table
 
 
-def error_kind(row: Mapping[str, Any]) -> Literal["infra", "model"] | None:
-    """Whether a row ended in an infrastructure error, a model error, or neither (None)."""
+def error_kind(row: Mapping[str, Any]) -> ErrorKind | None:
+    """Whether a row ended in an infrastructure, model, task or evaluation error, or in none (None)."""
     error = row.get("error")
     if not error:
         return None
     name = error.get("error") if isinstance(error, Mapping) else None
-    return "model" if name in MODEL_ERROR_TYPES else "infra"
+    if name in MODEL_ERROR_TYPES:
+        return "model"
+    if name == "TaskDefinitionError":
+        return "task"
+    return "evaluation" if name == "EvaluationError" else "infra"
 
 
 def turns_of(row: Mapping[str, Any]) -> int:
@@ -71,13 +80,16 @@ def _mean(values: Sequence[float]) -> float | None:
 
 
 def _aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Means over the rows that count (no infrastructure error), plus counts over all of them."""
-    scored = [row for row in rows if error_kind(row) != "infra"]
+    """Means over the rows that count (none or a model error), plus counts over all of them."""
+    kinds = [error_kind(row) for row in rows]
+    scored = [row for row, kind in zip(rows, kinds, strict=True) if kind in (None, "model")]
     return {
         "rollouts": len(rows),
         "scored": len(scored),
-        "infra_errors": len(rows) - len(scored),
-        "model_errors": sum(1 for row in rows if error_kind(row) == "model"),
+        "infra_errors": kinds.count("infra"),
+        "model_errors": kinds.count("model"),
+        "task_errors": kinds.count("task"),
+        "evaluation_failures": kinds.count("evaluation"),
         "mean_reward": _mean([float(row.get("reward") or 0.0) for row in scored]),
         "success_rate": _mean([1.0 if is_success(row) else 0.0 for row in scored]),
         "components": {name: _mean([_metric(row, name) for row in scored]) for name in COMPONENTS},
@@ -129,7 +141,7 @@ def _cell(value: float | None, digits: int = 3) -> str:
 
 def _table_row(label: str, aggregate: Mapping[str, Any]) -> str:
     components = [_cell(aggregate["components"][name]) for name in COMPONENTS]
-    errors = aggregate["infra_errors"] + aggregate["model_errors"]
+    errors = aggregate["rollouts"] - aggregate["scored"] + aggregate["model_errors"]
     cells = [label, str(aggregate["rollouts"]), _cell(aggregate["mean_reward"]), *components]
     cells += [_cell(aggregate["mean_turns"], 1), str(errors)]
     return "| " + " | ".join(cells) + " |"
@@ -151,6 +163,8 @@ def render_table(summary: Mapping[str, Any]) -> str:
         f"success rate {_cell(rate)} ({successes}/{scored}; success = {SUCCESS_DEFINITION})",
         f"infrastructure errors: {summary['infra_errors']} (kept out of the means); "
         f"model errors: {summary['model_errors']} (scored)",
+        f"task errors: {summary['task_errors']}; evaluation failures: {summary['evaluation_failures']} "
+        "(both kept out of the means)",
     ]
     for error in summary["errors"]:
         message = " ".join(error["message"].split())[:_MESSAGE_CHARS]

@@ -19,13 +19,13 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from hud_vf_gym.cli.init.options import KINDS
 from hud_vf_gym.errors import ConfigError
 from hud_vf_gym.types import ToolSpec
 
 __all__ = ["KINDS", "LOCK_FILE", "ServerSource", "resolve_server"]
 
 LOCK_FILE = "hud.lock.yaml"
-KINDS = ("auto", "url", "lock", "mcp-config", "command", "image")
 
 _PYTHON_NAMES = frozenset({"python", "python3"})
 # launchers whose first non-option argument names the server (`uvx mcp-server-git`, `npx -y @org/server`)
@@ -48,6 +48,7 @@ class ServerSource:
     mcp_config: dict[str, Any] | None = None
     tools: dict[str, ToolSpec] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    tasks_file: str | None = None  # SERVER was a task file: the taskset to check the new config against
 
 
 def resolve_server(server: str, *, kind: str = "auto", no_connect: bool = False) -> ServerSource:
@@ -191,7 +192,14 @@ def _mcp_config_source(text: str) -> ServerSource:
         else entry
         for server, entry in config.items()
     }
-    return ServerSource("mcp-config", text, _slug(path.stem), mcp_config=config)
+    tasks_file = text if _is_task_rows(data) else None
+    return ServerSource("mcp-config", text, _slug(path.stem), mcp_config=config, tasks_file=tasks_file)
+
+
+def _is_task_rows(data: Any) -> bool:
+    """Whether a JSON file holds task rows (a list of them, or one), not a bare mcp_config."""
+    first = data[0] if isinstance(data, list) and data else data
+    return isinstance(first, Mapping) and "mcp_config" in first and "prompt" in first
 
 
 def _find_mcp_config(data: Any) -> dict[str, Any] | None:

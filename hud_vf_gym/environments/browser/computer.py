@@ -32,6 +32,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hud_vf_gym.environments.browser.keys import KEY_NAMES
+
 __all__ = [
     "ACTIONS",
     "BUTTONS",
@@ -66,55 +68,6 @@ ACTIONS = (
 BUTTONS = ("left", "right", "middle", "back", "forward")
 MAX_WAIT_MS = 30_000  # a longer wait (or key hold) would run into the client's 60 s tool-call timeout
 MAX_CLICKS = 5  # a click pattern longer than a quintuple click is a mistake, not a gesture
-
-# HUD's (xdotool/pyautogui) key names, lower case, mapped to Playwright's. Single characters pass through as they are.
-_KEY_NAMES: dict[str, str] = {
-    "ctrl": "Control",
-    "control": "Control",
-    "ctrlleft": "ControlLeft",
-    "ctrlright": "ControlRight",
-    "shift": "Shift",
-    "shiftleft": "ShiftLeft",
-    "shiftright": "ShiftRight",
-    "alt": "Alt",
-    "altleft": "AltLeft",
-    "altright": "AltRight",
-    "option": "Alt",
-    "cmd": "Meta",
-    "command": "Meta",
-    "meta": "Meta",
-    "super": "Meta",
-    "win": "Meta",
-    "windows": "Meta",
-    "enter": "Enter",
-    "return": "Enter",
-    "tab": "Tab",
-    "esc": "Escape",
-    "escape": "Escape",
-    "backspace": "Backspace",
-    "delete": "Delete",
-    "del": "Delete",
-    "insert": "Insert",
-    "space": "Space",
-    "up": "ArrowUp",
-    "down": "ArrowDown",
-    "left": "ArrowLeft",
-    "right": "ArrowRight",
-    "arrowup": "ArrowUp",
-    "arrowdown": "ArrowDown",
-    "arrowleft": "ArrowLeft",
-    "arrowright": "ArrowRight",
-    "pageup": "PageUp",
-    "pgup": "PageUp",
-    "pagedown": "PageDown",
-    "pgdn": "PageDown",
-    "home": "Home",
-    "end": "End",
-    "capslock": "CapsLock",
-    "plus": "+",
-    "minus": "-",
-    **{f"f{number}": f"F{number}" for number in range(1, 13)},
-}
 
 
 class ComputerError(Exception):
@@ -256,9 +209,9 @@ def playwright_key(name: str) -> str:
     """
     if len(name) == 1:
         return name
-    mapped = _KEY_NAMES.get(name.strip().lower())
+    mapped = KEY_NAMES.get(name.strip().lower())
     if mapped is None:
-        known = ", ".join(sorted(_KEY_NAMES))
+        known = ", ".join(sorted(KEY_NAMES))
         raise ComputerError(f"Unknown key: {name!r}; use one character or one of: {known}")
     return mapped
 

@@ -271,6 +271,7 @@ def create_server(settings: ServerSettings) -> MCPServer:
 def _make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m hud_vf_gym.environments.browser",
+        allow_abbrev=False,
         description="Serve a headless browser with HUD's computer tool, our HTML tasks and MiniWoB++ over stdio MCP.",
     )
     parser.add_argument("--width", type=int, default=DEFAULT_WIDTH, help="Screen width in pixels (default 1280).")

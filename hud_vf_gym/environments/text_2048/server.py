@@ -229,6 +229,7 @@ def _make_parser() -> argparse.ArgumentParser:
     """Build the command-line parser (one flag)."""
     parser = argparse.ArgumentParser(
         prog="python -m hud_vf_gym.environments.text_2048",
+        allow_abbrev=False,
         description="Serve HUD's text 2048 environment over stdio MCP.",
     )
     parser.add_argument(

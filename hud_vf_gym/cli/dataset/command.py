@@ -22,12 +22,12 @@ import shutil
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hud_vf_gym.cli.command import Command
+from hud_vf_gym.cli.dataset.options import COMMAND, HELP, DatasetOptions
 from hud_vf_gym.errors import ConfigError, HubPushError, TaskError, TasksetError
 from hud_vf_gym.runtime.variables import has_template, is_secret_name
 
@@ -55,48 +55,7 @@ HUD_COLUMNS = ("id", "prompt", "mcp_config", "setup_tool", "evaluate_tool", "met
 OPTIONAL_COLUMNS = ("system_prompt", "agent_config")  # "" in the rows of tasks without one (read back as absent)
 DEFAULT_OUTPUT_DIR = Path("datasets")  # datasets/<name> when neither -o nor --push is given
 
-HELP = "Check a task file and save it as a dataset with HUD's columns (locally, or pushed to the hub)."
-EXAMPLES = """\
-examples:
-  hud-vf-gym dataset tasks.json --name my-tasks                  # writes datasets/my-tasks
-  hud-vf-gym dataset tasks.json --name my-tasks -o data/tasks    # writes data/tasks
-  hud-vf-gym dataset tasks.jsonl --name my-org/my-tasks --push --private
-  hud-vf-gym dataset tasks.json --name my-org/my-tasks --lock envs/my-env/hud.lock.yaml
-
-Every task is validated first and every problem is listed; nothing is written while any row is invalid.
-The saved folder loads with load_environment(taskset="datasets/my-tasks") or `hud-vf-gym eval --taskset ...`.
-hud.lock.yaml next to TASKS (or --lock) gets primary_dataset {name, task_count, updated_at}; nothing else in it
-changes. --push needs a Hugging Face token (`hf auth login` or HF_TOKEN).
-"""
-
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
-# header and env names whose values are credentials; their values must be `${VAR}` templates in a dataset
-
-
-@dataclass
-class DatasetOptions:
-    """Options of `hud-vf-gym dataset`; each field is the flag of the same name."""
-
-    tasks: str = field(
-        metadata={"help": "The task file: a .json array (or one object) or a .jsonl file.", "positional": True}
-    )
-    name: str = field(
-        metadata={"help": "The dataset's name: 'name' or 'org/name' (the hub id with --push).", "short": "-n"}
-    )
-    push: bool = field(default=False, metadata={"help": "Push the dataset to the Hugging Face hub as NAME."})
-    private: bool = field(default=False, metadata={"help": "With --push: make the hub dataset private."})
-    output: str | None = field(
-        default=None,
-        metadata={
-            "help": "The folder to save to (default: datasets/NAME; none with --push).",
-            "short": "-o",
-            "metavar": "DIR",
-        },
-    )
-    lock: str | None = field(
-        default=None, metadata={"help": "The hud.lock.yaml to update (default: next to TASKS).", "metavar": "PATH"}
-    )
-    force: bool = field(default=False, metadata={"help": "Overwrite a dataset folder saved earlier."})
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +322,3 @@ def run_dataset(options: DatasetOptions) -> int:
     lines.append(f'load it with: load_environment(taskset="{source}")')
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
-
-
-COMMAND = Command(name="dataset", help=HELP, options=DatasetOptions, run=run_dataset, examples=EXAMPLES)

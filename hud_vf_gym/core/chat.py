@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hud_vf_gym.core.harness import Harness, Observation, TaskEpisode
+from hud_vf_gym.core.images import cap_screenshots
 from hud_vf_gym.core.rubric import score_episode
 from hud_vf_gym.errors import MCPServerError, TaskDefinitionError
 from hud_vf_gym.tasks.task import Task
@@ -187,7 +188,9 @@ async def _play(
     max_turns = episode.harness.config.max_turns
     while True:
         model_start = time.time()
-        reply = await _ask(endpoint, [*prompt, *completion], usage)
+        # only the newest `images.keep_recent` screenshots are sent as images (HUDGym's `get_prompt_messages`)
+        messages = cap_screenshots([*prompt, *completion], episode.harness.config.images.keep_recent)
+        reply = await _ask(endpoint, messages, usage)
         timing.model.append((model_start, time.time()))
         completion.append({"role": "assistant", "content": reply})
         turn = episode.record_turn(reply)

@@ -242,7 +242,7 @@ def browser_tasks(
         server = row["mcp_config"]["browser"]
         server["args"] = [*server["args"], *server_args, f"--marker={marker}"]
         server["env"] = {MARKER_ENV: marker}
-        rows.append(Task.from_row(row))
+        rows.append(Task.from_info(row))  # to_info() keeps the row index, which from_info (not from_row) reads
     return rows
 
 

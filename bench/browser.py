@@ -35,6 +35,7 @@ from mcp.types import CallToolResult, ImageContent
 from openai import AsyncOpenAI
 
 from hud_vf_gym import HUDGym, load_config, load_taskset
+from hud_vf_gym.runtime.mcp_compat import is_error
 from hud_vf_gym.testing import FixedRepliesPolicy, ScriptedChatServer
 
 SERVER_ARGS = ["-m", "hud_vf_gym.environments.browser"]
@@ -75,7 +76,7 @@ async def _timed(call: Callable[[], Awaitable[CallToolResult]], count: int) -> l
         started = time.perf_counter()
         result = await asyncio.wait_for(call(), CALL_TIMEOUT_S)
         samples.append(time.perf_counter() - started)
-        if result.isError:
+        if is_error(result):
             raise RuntimeError(f"call failed: {result.content}")
     return samples
 

@@ -2,7 +2,7 @@
 
 The corpus mixes well-formed 2048 and computer-use turns (with and without <think>, keyword arguments, long
 strings) with the malformed output small models produce (no tags, unclosed tags, bad syntax, unknown actions,
-prose around the call). Each message is parsed with `ToolXMLParser.parse_turn` and, when a call comes out, mapped
+prose around the call). Each message is parsed with `TurnParser.parse_turn` and, when a call comes out, mapped
 with the config's `ActionMapper`. The baseline is verifiers' own `vf.XMLParser(["think", "tool"]).parse` on the
 same messages, timed in the same process; it only extracts the tags (no call parsing, no mapping), so the ratio
 says what the extra work costs.
@@ -92,15 +92,15 @@ def _percentile(values: list[float], fraction: float) -> float:
 def _parse_and_map_functions() -> dict[str, Callable[[str], object]]:
     from hud_vf_gym.config import load_config
     from hud_vf_gym.core.actions import ActionMapper
-    from hud_vf_gym.core.parser import ToolXMLParser
+    from hud_vf_gym.core.parser import TurnParser
 
     functions: dict[str, Callable[[str], object]] = {}
     for name in ("2048", "default"):
         config = load_config(name)
-        parser = ToolXMLParser(use_thinking=config.parser.use_thinking)
+        parser = TurnParser(use_thinking=config.parser.use_thinking)
         mapper = ActionMapper(config.action_mappings, config.passthrough_tools)
 
-        def parse_and_map(text: str, parser: ToolXMLParser = parser, mapper: ActionMapper = mapper) -> object:
+        def parse_and_map(text: str, parser: TurnParser = parser, mapper: ActionMapper = mapper) -> object:
             turn = parser.parse_turn(text)
             return mapper.map(turn.call) if turn.call is not None else turn.error
 

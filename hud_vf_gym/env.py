@@ -10,16 +10,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import verifiers as vf
-from verifiers import SystemMessage, UserMessage  # bound once: every `vf.X` access runs verifiers' lazy __getattr__
-
+# first: a clear DependencyNotInstalled without verifiers' classic API (none installed, or verifiers 0.4)
+from hud_vf_gym.classic import (
+    HUDRubric,
+    MultiTurnEnv,
+    SystemMessage,
+    ToolXMLParser,
+    UserMessage,
+    as_verifiers_error,
+    classic_errors,
+    vf,
+)
 from hud_vf_gym.config import EnvConfig, load_config
 from hud_vf_gym.core.actions import ActionMapper
+from hud_vf_gym.core.chat import SUMMARY_KEY  # a JSON-ready summary of the EpisodeRecord, for `state_columns`
 from hud_vf_gym.core.harness import Harness, Observation, TaskEpisode
 from hud_vf_gym.core.images import cap_screenshots
 from hud_vf_gym.core.parser import message_text
 from hud_vf_gym.core.record import STATE_KEY
-from hud_vf_gym.core.rubric import HUDRubric
 from hud_vf_gym.core.signatures import cache_signatures
 from hud_vf_gym.errors import ConfigError, MCPServerError
 from hud_vf_gym.tasks.loading import load_taskset, tasks_to_dataset
@@ -29,10 +37,9 @@ __all__ = ["HUDGym", "load_environment"]
 
 EPISODE_KEY = "hud_task_episode"  # the rollout's TaskEpisode (holds the open MCP session; never serialised)
 TASK_KEY = "hud_task"  # the rollout's Task
-SUMMARY_KEY = "hud_episode"  # a JSON-ready summary of the EpisodeRecord, for `state_columns`
 
 
-class HUDGym(vf.MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type information
+class HUDGym(MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type information
     """Any HUD task as a multi-turn environment: the model acts in text, the MCP server plays and grades.
 
     ## Description
@@ -78,14 +85,15 @@ class HUDGym(vf.MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type 
         """Declare the harness (parser, mapper, timeouts), the rubric and the dataset; no server is started here."""
         if not tasks:
             raise ConfigError("HUDGym needs at least one task; the taskset is empty")
-        harness = Harness(config, max_concurrent_sessions=max_concurrent_sessions, environ=environ)
+        parser = ToolXMLParser(use_thinking=config.parser.use_thinking)
+        harness = Harness(config, max_concurrent_sessions=max_concurrent_sessions, environ=environ, parser=parser)
         task_list = list(tasks)
         super().__init__(
             dataset=lambda: tasks_to_dataset(task_list),
             eval_dataset=lambda: tasks_to_dataset(task_list),
             system_prompt=config.system_prompt,
-            parser=harness.parser,
-            rubric=HUDRubric(config.rubric, config.parser, harness.parser),
+            parser=parser,
+            rubric=HUDRubric(config.rubric, config.parser, parser),
             max_turns=config.max_turns,
             timeout_seconds=config.timeouts.rollout_s,
             **kwargs,
@@ -111,7 +119,8 @@ class HUDGym(vf.MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type 
         state[TASK_KEY], state[EPISODE_KEY], state[STATE_KEY] = task, episode, episode.record
         if task.system_prompt:
             _append_to_system_prompt(state, task.system_prompt)
-        _append_to_first_observation(state, await episode.start())
+        with classic_errors():
+            _append_to_first_observation(state, await episode.start())
         return state
 
     # -- each turn ------------------------------------------------------------------------------------------------
@@ -132,7 +141,8 @@ class HUDGym(vf.MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type 
     async def env_response(self, messages: vf.Messages, state: vf.State, **kwargs: Any) -> vf.Messages:
         """Act on the model's last turn and answer with what happened."""
         episode: TaskEpisode = state[EPISODE_KEY]
-        observation = await episode.act(episode.record.turns[-1])
+        with classic_errors():
+            observation = await episode.act(episode.record.turns[-1])
         response = [_user_message(observation)]
         if episode.is_done or episode.is_truncated:
             state["final_env_response"] = response
@@ -150,20 +160,21 @@ class HUDGym(vf.MultiTurnEnv):  # type: ignore[misc]  # verifiers ships no type 
         episode = state.get(EPISODE_KEY)
         if not isinstance(episode, TaskEpisode):
             return
-        if state.get("timed_out") and state.get("error") is None:
-            state["error"] = episode.cut()
+        if state.get("timed_out") and state.get("error") is None and (cut := episode.cut()) is not None:
+            state["error"] = as_verifiers_error(cut)
         try:
             if state.get("error") is None and not state.get("timed_out"):
                 await episode.evaluate()
         except MCPServerError as exc:  # recorded, so the rollout is kept out of training instead of scored 0
-            state["error"] = exc
+            state["error"] = as_verifiers_error(exc)
         finally:
             await episode.close()
         record = episode.record
         if isinstance(state.get("error"), MCPServerError):
             record.infra_error = str(state["error"])
         elif state.get("error") is None and (failure := episode.evaluation_failure()) is not None:
-            state["error"] = failure  # an evaluator that crashed says nothing about the model: never trained on
+            # an evaluator that crashed says nothing about the model: never trained on
+            state["error"] = as_verifiers_error(failure)
         state[SUMMARY_KEY] = record.to_json()
 
     @vf.teardown  # type: ignore[untyped-decorator]

@@ -12,28 +12,29 @@ HUDGymError
 ├── ModelLoadError           the embedded or local model could not be loaded (a bad folder, a broken file)
 ├── HubPushError             a dataset could not be pushed to the Hugging Face hub
 ├── NotAllowedError          a training-service request asks for a command or variable the operator did not allow
-├── MCPServerError           an MCP server failed (infrastructure; also a verifiers InfraError)
+├── MCPServerError           an MCP server failed (infrastructure)
 │   ├── ServerStartError     the server could not be started, reached, or initialised in time
 │   ├── ServerTimeoutError   a tool call (or tools/list) ran past its timeout
 │   │   └── RolloutTimeoutError  the rollout ran past timeouts.rollout_s while waiting on its server
 │   ├── ServerConnectionError  the server died or the connection dropped mid-rollout
 │   └── TaskSetupError       the task's setup tool answered with an error (the episode cannot start)
-└── InferenceError           the model endpoint a rollout samples from failed (infrastructure; a verifiers InfraError)
+└── InferenceError           the model endpoint a rollout samples from failed (infrastructure)
 TransformError (ValueError)  a transform refused at load or failed on a value; the config or the model sees it
 ```
 
 A model's mistake (no tool call, bad syntax, unknown action, a tool that answered with an error) is never an
 exception: it becomes an observation the model can learn from. User errors are raised before any rollout starts,
 except the ones only a running server can reveal (`TaskDefinitionError`), which end that row's rollouts alone.
-Infrastructure errors subclass `verifiers.InfraError`, so verifiers records them in `state["error"]`, retries them
-where configured, and keeps the rollout out of training instead of scoring it 0. `TaskDefinitionError` and
-`EvaluationError` are plain `verifiers.Error`s: recorded and kept out of training the same way, but not retried (a
-row's mistake or a broken evaluator repeats on every attempt).
+Infrastructure errors (`MCPServerError`, `InferenceError`) are recorded and keep the rollout out of training instead
+of scoring it 0; `TaskDefinitionError` and `EvaluationError` are recorded and kept out of training the same way, but
+never retried (a row's mistake or a broken evaluator repeats on every attempt). This module imports no verifiers:
+the classic adapter (`hud_vf_gym.classic.classic_errors`) hands HUDGym's errors to verifiers as the same classes
+that are also `verifiers.InfraError`s (infrastructure: recorded in `state["error"]` and retried where configured) or
+plain `verifiers.Error`s (the task and evaluation errors: recorded, not retried); the v1 Taskset records them as the
+rollout's error.
 """
 
 from __future__ import annotations
-
-import verifiers as vf
 
 __all__ = [
     "ConfigError",
@@ -89,7 +90,7 @@ class TasksetError(TaskError):
         super().__init__("\n  ".join([header, *self.problems]))
 
 
-class TaskDefinitionError(TaskError, vf.Error):  # type: ignore[misc]  # verifiers ships no types
+class TaskDefinitionError(TaskError):
     """Raised when a task row cannot run as written, which only its running server reveals.
 
     Its `mcp_config` is refused when the session opens, or its setup or evaluate names a tool (or hub function)
@@ -105,7 +106,7 @@ class TaskDefinitionError(TaskError, vf.Error):  # type: ignore[misc]  # verifie
         self.field = field
 
 
-class EvaluationError(HUDGymError, vf.Error):  # type: ignore[misc]  # verifiers ships no types
+class EvaluationError(HUDGymError):
     """Raised when a task's evaluation fails (its evaluate tool answered isError, or with no usable grade).
 
     The rollout is kept out of training and out of the means unless `rubric.score_failed_evaluations` says to
@@ -129,7 +130,7 @@ class NotAllowedError(HUDGymError):
     """Raised when a request to the training service names a command or variable its operator has not allowed."""
 
 
-class MCPServerError(HUDGymError, vf.InfraError):  # type: ignore[misc]  # verifiers ships no types
+class MCPServerError(HUDGymError):
     """Raised when an MCP server fails for reasons the model did not cause (infrastructure)."""
 
 
@@ -153,7 +154,7 @@ class TaskSetupError(MCPServerError):
     """Raised when a task's setup call answers with an error, so the episode cannot start as the task intends."""
 
 
-class InferenceError(HUDGymError, vf.InfraError):  # type: ignore[misc]  # verifiers ships no types
+class InferenceError(HUDGymError):
     """Raised when the model endpoint a rollout samples from fails (unreachable, timed out, a server error)."""
 
 

@@ -14,9 +14,19 @@ import pytest
 import verifiers as vf
 
 from hud_vf_gym import ConfigError, HUDGym, load_environment
+from hud_vf_gym.classic import as_infra_error, classic_errors
 from hud_vf_gym.config import load_config, parse_config
 from hud_vf_gym.core.record import EpisodeRecord
 from hud_vf_gym.env import STATE_KEY, SUMMARY_KEY
+from hud_vf_gym.errors import (
+    InferenceError,
+    MCPServerError,
+    RolloutTimeoutError,
+    ServerConnectionError,
+    ServerStartError,
+    ServerTimeoutError,
+    TaskSetupError,
+)
 from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.testing import FixedRepliesPolicy, NonsensePolicy, Play2048Policy, ScriptedChatServer
 from hud_vf_gym.testing.evaluate import evaluate_outputs
@@ -97,6 +107,30 @@ async def test_env_server_that_dies_mid_rollout_is_an_infra_error(serve: Any, ma
     assert output[SUMMARY_KEY]["grade"] is None  # never scored as if the model had failed the task
     assert output[SUMMARY_KEY]["infra_error"]
     assert processes_with(marker) == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ServerStartError("a"),
+        ServerTimeoutError("b"),
+        ServerConnectionError("c"),
+        TaskSetupError("d"),
+        RolloutTimeoutError("e"),
+        InferenceError("f"),
+    ],
+)
+def test_infrastructure_errors_reach_verifiers_as_infra_errors(error: MCPServerError | InferenceError) -> None:
+    # the core's errors import no verifiers; the classic adapter re-raises them as the same class that is also an
+    # InfraError, so verifiers records (`except vf.Error`) and retries them, and the row keeps the class name
+    cause = OSError("pipe closed")
+    with pytest.raises(vf.InfraError) as raised, classic_errors():
+        raise error from cause
+    bridged = raised.value
+    assert not isinstance(error, vf.Error)
+    assert isinstance(bridged, type(error)) and type(bridged).__name__ == type(error).__name__
+    assert str(bridged) == str(error) and bridged.__cause__ is cause
+    assert as_infra_error(bridged) is bridged
 
 
 @pytest.mark.anyio
@@ -319,3 +353,48 @@ def test_load_environment_rejects_unknown_arguments() -> None:
 def test_env_episode_record_lives_in_state() -> None:
     assert STATE_KEY == "hud"
     assert EpisodeRecord(task_id="x").to_json()["task_id"] == "x"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "replies",
+    [
+        ACT_THREE_TIMES,
+        ["<tool>act()</tool>", "no call", "<tool>act(2)</tool>"],
+        ["<tool>act()</tool>", "<tool>crash()</tool>"],
+    ],
+    ids=["done", "max-turns", "crash"],
+)
+async def test_harness_rows_match_verifiers_rows(serve: Any, marker: str, replies: list[str]) -> None:
+    # `hud-vf-gym eval` plays on the harness without verifiers; its rows must read like verifiers' own
+    from openai import AsyncOpenAI
+
+    from hud_vf_gym.core.chat import ChatEndpoint, run_chat_episode
+    from hud_vf_gym.core.harness import Harness
+
+    config = load_config(COUNTER_CONFIG, max_turns=3)
+    task = Task.from_row(counter_row(marker), index=0)
+    [classic] = await run(HUDGym(config, [task]), serve(FixedRepliesPolicy(replies)))
+    server = serve(FixedRepliesPolicy(replies))
+    async with AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client:
+        row = await run_chat_episode(Harness(config), task, ChatEndpoint(client, "scripted"), example_id=0)
+    assert set(classic) - {"tool_defs", "answer"} - set(row) == set()
+    for key in ("stop_condition", "is_truncated", "is_completed", "example_id"):
+        assert row[key] == classic[key], key
+    assert row["reward"] == pytest.approx(classic["reward"])
+    timed = {"env_seconds"}  # seconds spent in the environment differ between any two runs
+    assert _without(row["metrics"], timed) == pytest.approx(_without(classic["metrics"], timed))
+    assert (row["error"] or {}).get("error") == (classic["error"] or {}).get("error")
+    assert row["prompt"] == [dict(message) for message in classic["prompt"]]
+    assert [m["content"] for m in row["completion"]] == [m["content"] for m in classic["completion"]]
+    ignored = {"timing", "env_seconds"}
+    assert _without(row[SUMMARY_KEY], ignored) == _without(classic[SUMMARY_KEY], ignored)
+    assert processes_with(marker) == []
+
+
+def _without(value: Any, keys: set[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _without(v, keys) for k, v in value.items() if k not in keys}
+    if isinstance(value, list):
+        return [_without(item, keys) for item in value]
+    return value

@@ -21,6 +21,7 @@ import psutil
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from hud_vf_gym.runtime.mcp_compat import is_error, structured_content
 from hud_vf_gym.runtime.session import MCPSession
 from hud_vf_gym.testing import Play2048Policy
 
@@ -67,8 +68,8 @@ async def play(
         messages += [{"role": "assistant", "content": reply}, {"role": "user", "content": text_of(result)}]
         moves += 1
     grade = await session.call_tool("evaluate", EVALUATE_ARGUMENTS)
-    reward = (grade.structuredContent or {}).get("reward", 0.0)
-    return float(reward), moves, bool(grade.isError)
+    reward = (structured_content(grade) or {}).get("reward", 0.0)
+    return float(reward), moves, bool(is_error(grade))
 
 
 async def _ask(chat: httpx.AsyncClient, messages: list[dict[str, str]]) -> str:

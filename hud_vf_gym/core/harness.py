@@ -10,10 +10,11 @@ environment-wide resources (the limit on open sessions, the sessions still open)
 4. `evaluate()` run the evaluate call(s) and keep the grade; `close()` shut the session down (always).
 
 Model mistakes never raise: they become the turn's outcome and an observation. Infrastructure failures raise
-`MCPServerError` subclasses (verifiers `InfraError`s); a config that does not fit the server raises `ConfigError`;
-a row that cannot run as written (its `mcp_config` refused once resolved, a setup or evaluate tool or hub function
-its server lacks) raises `TaskDefinitionError` from `start()`, before setup runs, and is kept in the record's
-`task_error`. A failed evaluation (isError, or no usable grade) is kept in the record's `evaluation_error`.
+`MCPServerError` subclasses (the classic adapter hands them to verifiers as `InfraError`s); a config that does not
+fit the server raises `ConfigError`; a row that cannot run as written (its `mcp_config` refused once resolved, a
+setup or evaluate tool or hub function its server lacks) raises `TaskDefinitionError` from `start()`, before setup
+runs, and is kept in the record's `task_error`. A failed evaluation (isError, or no usable grade) is kept in the
+record's `evaluation_error`.
 
 `timeouts.rollout_s` is one deadline for the whole episode (`core/deadline.py`): every server wait (opening, setup,
 each call, evaluate) is cut when it passes, as a `RolloutTimeoutError`; an episode whose time ran out while the model
@@ -35,7 +36,7 @@ from hud_vf_gym.core.actions import ActionError, ActionErrorKind, ActionMapper
 from hud_vf_gym.core.deadline import RolloutDeadline
 from hud_vf_gym.core.grade import extract_grade, is_failed_tool_result
 from hud_vf_gym.core.images import ScreenshotEncoder, scale_coordinates
-from hud_vf_gym.core.parser import ToolXMLParser, quote_model_text
+from hud_vf_gym.core.parser import ParsedCall, ParsedTurn, TurnParser, quote_model_text
 from hud_vf_gym.core.record import EpisodeRecord, TurnOutcome, TurnRecord
 from hud_vf_gym.core.task_checks import UNKNOWN_FUNCTION, check_lifecycle_calls, task_definition_error
 from hud_vf_gym.environments import SETUP_RESETS_STATE_META
@@ -80,16 +81,22 @@ class Harness:
         config: the validated environment config.
         max_concurrent_sessions: how many MCP sessions may be open at once (None: no limit of our own).
         environ: where `${VAR}` values in `mcp_config` come from (default: `os.environ`).
+        parser: the turn parser (default: a `TurnParser` for the config; the classic adapter passes its verifiers one).
     """
 
     def __init__(
-        self, config: EnvConfig, *, max_concurrent_sessions: int | None = None, environ: Mapping[str, str] | None = None
+        self,
+        config: EnvConfig,
+        *,
+        max_concurrent_sessions: int | None = None,
+        environ: Mapping[str, str] | None = None,
+        parser: TurnParser | None = None,
     ) -> None:
         """Build the parser and mapper from the config; no I/O."""
         if max_concurrent_sessions is not None and max_concurrent_sessions < 1:
             raise ConfigError(f"max_concurrent_sessions must be at least 1 or None, got {max_concurrent_sessions}")
         self.config = config
-        self.parser = ToolXMLParser(use_thinking=config.parser.use_thinking)
+        self.parser = parser if parser is not None else TurnParser(use_thinking=config.parser.use_thinking)
         self.mapper = ActionMapper(config.action_mappings, config.passthrough_tools)
         self.tool_error_pattern = re.compile(config.tool_error_pattern)
         self.environ = environ
@@ -285,6 +292,23 @@ class TaskEpisode:
     def record_turn(self, text: str) -> TurnRecord:
         """Parse one model message and add it to the record (not yet acted on)."""
         turn = TurnRecord(index=len(self.record.turns), parsed=self.harness.parser.parse_turn(text))
+        self.record.turns.append(turn)
+        return turn
+
+    def record_call(self, call: ParsedCall) -> TurnRecord:
+        """Add a native (function-calling) tool call as a turn: well-formed by construction, so its tag score is 1."""
+        parsed = ParsedTurn(
+            think=None,
+            tool_text=call.format(),
+            call=call,
+            error=None,
+            tool_tags=1,
+            tool_closed=True,
+            think_closed=False,
+            stray_text=False,
+            xml_score=1.0,
+        )
+        turn = TurnRecord(index=len(self.record.turns), parsed=parsed)
         self.record.turns.append(turn)
         return turn
 

@@ -15,23 +15,22 @@ because small models often drop the quotes. Parsing never raises: a turn that ca
 from __future__ import annotations
 
 import ast
-import logging
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
-
-import verifiers as vf
 
 __all__ = [
     "ParseError",
     "ParseErrorKind",
     "ParsedCall",
     "ParsedTurn",
-    "ToolXMLParser",
+    "TurnParser",
+    "assistant_texts",
     "format_call",
+    "message_text",
     "parse_call",
     "quote_model_text",
 ]
@@ -232,32 +231,6 @@ def _describe(node: ast.expr) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-class _InapplicableThinkWarning(logging.Filter):
-    """Drops verifiers' XMLParser warning about a 'think' field, and nothing else, on this parser's own logger.
-
-    verifiers warns whenever an XMLParser declares `think`, because *its* `parse` fails on a model that leaves the
-    tags out or whose chat template strips them. This parser reads turns with its own tolerant `parse_turn`: a
-    missing or unclosed `<think>` is scored by format_compliance, never a parsing failure, so the warning does
-    not apply. Every other record of the logger passes, and other XMLParsers still warn.
-    """
-
-    PREFIX = "You have included the 'think' field in the XMLParser"
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Keep every record except the inapplicable warning."""
-        return not record.getMessage().startswith(self.PREFIX)
-
-
-_THINK_WARNING_FILTER = _InapplicableThinkWarning()
-
-
-def _quiet_think_warning(parser_class: type) -> None:
-    """Attach the filter to the logger verifiers' `Parser.__init__` names after the class (once per class)."""
-    logger = logging.getLogger(f"{vf.Parser.__module__}.{parser_class.__name__}")
-    if _THINK_WARNING_FILTER not in logger.filters:
-        logger.addFilter(_THINK_WARNING_FILTER)
-
-
 @dataclass(frozen=True, slots=True)
 class _Tags:
     """Where the think and tool blocks sit in a message (character offsets)."""
@@ -270,18 +243,15 @@ class _Tags:
     first_call: ParsedCall | None  # the first block's call when choosing its closing tag already parsed it
 
 
-class ToolXMLParser(vf.XMLParser):  # type: ignore[misc]  # verifiers ships no type information
-    """Parses `<think>`/`<tool>` turns into calls; a verifiers `XMLParser` with the same `parse`/`parse_answer`.
+class TurnParser:
+    """Parses `<think>`/`<tool>` turns into calls (the classic adapter's `ToolXMLParser` adds verifiers' XMLParser).
 
     Args:
         use_thinking: whether the model is asked to think in `<think>` before each `<tool>`.
     """
 
     def __init__(self, use_thinking: bool = True) -> None:
-        """Set up the fields `think` (when thinking) and `tool`; `tool` is the answer field."""
-        fields = ["think", "tool"] if use_thinking else ["tool"]
-        _quiet_think_warning(type(self))  # before super().__init__, which logs it
-        super().__init__(fields=fields, answer_field="tool")
+        """Remember whether thinking is asked for; start an empty parse cache."""
         self.use_thinking = use_thinking
         # RL policies repeat themselves (`<tool>left()</tool>` thousands of times), and parsing is the largest part
         # of the harness's own cost per turn; a parse is a pure function of the text, so it is computed once.
@@ -361,15 +331,6 @@ class ToolXMLParser(vf.XMLParser):  # type: ignore[misc]  # verifiers ships no t
         call_text = call.format() if isinstance(call, ParsedCall) else call
         prefix = f"<think>\n{think}\n</think>\n" if think is not None else ""
         return f"{prefix}<tool>\n{call_text}\n</tool>"
-
-    def get_format_reward_func(self) -> Callable[..., float]:
-        """Return a reward function scoring the mean tag format of every assistant message in a completion."""
-
-        def format_reward_func(completion: vf.Messages, **kwargs: Any) -> float:
-            scores = [self.parse_turn(text).xml_score for text in _assistant_texts(completion)]
-            return sum(scores) / len(scores) if scores else 0.0
-
-        return format_reward_func
 
 
 def _cached_size(text: str, turn: ParsedTurn) -> int:
@@ -510,7 +471,8 @@ def _first_closing_outside_strings(
     return None
 
 
-def _assistant_texts(completion: vf.Messages | str) -> list[str]:
+def assistant_texts(completion: Sequence[Any] | str) -> list[str]:
+    """The text of every assistant message of a completion (dicts or message objects), or the string itself."""
     if isinstance(completion, str):
         return [completion]
     texts = []

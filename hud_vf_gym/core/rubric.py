@@ -12,7 +12,7 @@ Every component is reported as a metric even when its weight is 0, and so are th
 (`tool_attempts`, `parse_errors`, `action_errors`, `tool_errors`, `evaluation_failed`, `env_seconds`).
 All functions read `state["hud"]` (an `EpisodeRecord`); none of them parses model text. `score_episode` is the one
 place a finished episode is scored outside verifiers (the Gym env, the trainer, the eval CLI): the same functions,
-the same weights, summed in the same order as `HUDRubric`.
+the same weights, summed in the same order as the classic adapter's `HUDRubric` (`hud_vf_gym.classic`).
 """
 
 from __future__ import annotations
@@ -23,17 +23,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-import verifiers as vf
-
-from hud_vf_gym.config import EnvConfig, ParserConfig, RubricConfig, ThinkingBounds
-from hud_vf_gym.core.parser import ToolXMLParser
+from hud_vf_gym.config import EnvConfig, ParserConfig, ThinkingBounds
 from hud_vf_gym.core.record import STATE_KEY, EpisodeRecord, TurnOutcome, TurnRecord
 
 __all__ = [
     "COMPONENTS",
     "METRICS",
     "EpisodeScore",
-    "HUDRubric",
+    "State",
     "format_compliance",
     "score_episode",
     "screenshot_behavior",
@@ -43,12 +40,17 @@ __all__ = [
 ]
 
 
-def _episode(state: vf.State) -> EpisodeRecord | None:
+State = Mapping[str, Any]
+"""What the rubric functions read: a mapping holding the `EpisodeRecord` under `state["hud"]` (a verifiers State
+in the classic adapter, a plain dict elsewhere)."""
+
+
+def _episode(state: State) -> EpisodeRecord | None:
     record = state.get(STATE_KEY)
     return record if isinstance(record, EpisodeRecord) else None
 
 
-def task_completion(state: vf.State) -> float:
+def task_completion(state: State) -> float:
     """The task's grade from its evaluate tool; 0 when there is none or the evaluation failed."""
     episode = _episode(state)
     if episode is None or episode.grade is None or episode.grade.is_error:
@@ -56,7 +58,7 @@ def task_completion(state: vf.State) -> float:
     return float(episode.grade.reward)
 
 
-def tool_execution(state: vf.State) -> float:
+def tool_execution(state: State) -> float:
     """Successful actions / attempted actions; no call, bad syntax or an unknown action count as failures."""
     episode = _episode(state)
     attempted = episode.attempted_turns if episode else []
@@ -78,7 +80,7 @@ def turn_format_score(turn: TurnRecord, parser_config: ParserConfig) -> float:
     return (xml_part + action_part) / total
 
 
-def format_compliance(state: vf.State, parser_config: ParserConfig) -> float:
+def format_compliance(state: State, parser_config: ParserConfig) -> float:
     """Mean format score over every assistant turn, the last one included even when it was never executed."""
     episode = _episode(state)
     if episode is None or not episode.turns:
@@ -86,7 +88,7 @@ def format_compliance(state: vf.State, parser_config: ParserConfig) -> float:
     return sum(turn_format_score(turn, parser_config) for turn in episode.turns) / len(episode.turns)
 
 
-def screenshot_behavior(state: vf.State) -> float:
+def screenshot_behavior(state: State) -> float:
     """1 when the episode's first action took a screenshot, else 0."""
     episode = _episode(state)
     first = episode.first_action() if episode else None
@@ -110,7 +112,7 @@ def turn_thinking_score(turn: TurnRecord, previous_think: str | None, bounds: Th
     return (1.0 + within_bounds + novel) / 3.0
 
 
-def thinking_quality(state: vf.State, thinking_bounds: ThinkingBounds) -> float:
+def thinking_quality(state: State, thinking_bounds: ThinkingBounds) -> float:
     """Mean thinking score over every assistant turn (see `turn_thinking_score`)."""
     episode = _episode(state)
     if episode is None or not episode.turns:
@@ -122,37 +124,37 @@ def thinking_quality(state: vf.State, thinking_bounds: ThinkingBounds) -> float:
     return sum(scores) / len(scores)
 
 
-def tool_attempts(state: vf.State) -> float:
+def tool_attempts(state: State) -> float:
     """How many turns the environment acted on."""
     episode = _episode(state)
     return float(len(episode.attempted_turns)) if episode else 0.0
 
 
-def parse_errors(state: vf.State) -> float:
+def parse_errors(state: State) -> float:
     """Turns with no tool call or one that could not be parsed."""
     episode = _episode(state)
     return float(episode.count(TurnOutcome.PARSE_ERROR)) if episode else 0.0
 
 
-def action_errors(state: vf.State) -> float:
+def action_errors(state: State) -> float:
     """Turns whose call named an unknown action, had bad arguments or tried a lifecycle tool."""
     episode = _episode(state)
     return float(episode.count(TurnOutcome.ACTION_ERROR)) if episode else 0.0
 
 
-def tool_errors(state: vf.State) -> float:
+def tool_errors(state: State) -> float:
     """Turns whose tool ran and reported an error."""
     episode = _episode(state)
     return float(episode.count(TurnOutcome.TOOL_ERROR)) if episode else 0.0
 
 
-def evaluation_failed(state: vf.State) -> float:
+def evaluation_failed(state: State) -> float:
     """1 when the task's evaluation returned an error (so task_completion is 0 for that reason)."""
     episode = _episode(state)
     return 1.0 if episode is not None and episode.grade is not None and episode.grade.is_error else 0.0
 
 
-def env_seconds(state: vf.State) -> float:
+def env_seconds(state: State) -> float:
     """Seconds spent in the environment (setup, tool calls, evaluation), as opposed to the model."""
     episode = _episode(state)
     return episode.setup_seconds + episode.env_seconds + episode.evaluate_seconds if episode else 0.0
@@ -199,32 +201,3 @@ def _call_reward_function(function: Callable[..., Any], state: dict[str, Any], i
     """Call a rubric function with the state and the objects it asks for by name (as verifiers injects them)."""
     wanted = inspect.signature(function).parameters
     return float(function(state, **{name: value for name, value in injected.items() if name in wanted}))
-
-
-class HUDRubric(vf.Rubric):  # type: ignore[misc]  # verifiers ships no type information
-    """The five weighted components plus count metrics, configured from a config's `rubric` and `parser` sections.
-
-    Args:
-        rubric_config: weights and thinking bounds.
-        parser_config: the xml/action split of format_compliance.
-        parser: the turn parser (verifiers passes it to reward functions as `parser`).
-    """
-
-    def __init__(self, rubric_config: RubricConfig, parser_config: ParserConfig, parser: ToolXMLParser) -> None:
-        """Register every component with its weight and every count as a zero-weight metric."""
-        weights = rubric_config.weights.model_dump()
-        super().__init__(
-            funcs=list(COMPONENTS.values()),
-            weights=[weights[name] for name in COMPONENTS],
-            parser=parser,
-        )
-        for metric in METRICS:
-            self.add_metric(metric)
-        # injected by name into the functions that declare these parameters
-        self.add_class_object("parser_config", parser_config)
-        self.add_class_object("thinking_bounds", rubric_config.thinking)
-
-    @property
-    def weights_by_name(self) -> dict[str, Any]:
-        """The weight of each component, by name."""
-        return dict(zip(COMPONENTS, self.weights, strict=False))

@@ -3,7 +3,7 @@
 - `registry.py`: the table of built-in environments (`BUILTINS`: server module, tasksets, configs, Gym id);
 - `hub.py`: HUD's `setup`/`evaluate` hub dispatch and `EvaluationResult`, shared by the servers;
 - `stdio.py`: the stdio transport the servers run on;
-- `text_2048/`, `browser/`: one folder per environment, its pure logic apart from its thin FastMCP server.
+- `text_2048/`, `browser/`: one folder per environment, its pure logic apart from its thin MCP server.
 
 This module imports none of them: every built-in server imports it when it starts, once per episode.
 """

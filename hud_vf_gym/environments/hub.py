@@ -3,7 +3,7 @@
 A HUD environment exposes setup and evaluate as *hub* tools: `setup(name, arguments)` runs the setup function
 `name` with `arguments`, an object or a JSON string ("" means none). A built-in server declares each hub as a `Hub`
 of `HubFunction`s (the pydantic model the arguments must fit, and the function to run once they fit) and its two
-FastMCP tools only call `hub.call(...)`:
+MCP tools only call `hub.call(...)`:
 
 ```python
 SETUP_HUB = Hub("setup", {"board": HubFunction(BoardArguments, start_game)})
@@ -19,7 +19,7 @@ What every hub answers, so all built-in servers word it alike:
 - arguments that do not fit: an MCP error result naming every bad argument and the accepted ones,
   `Invalid arguments for setup function 'board': board_size: Input should be ... (got 12). Accepted arguments: ...`;
 - a failure the server expects (an unknown task, a missing browser): `describe_failure` words it, e.g.
-  `setup function 'open_task' failed: unknown task ...`; any other exception is left to FastMCP (a server bug);
+  `setup function 'open_task' failed: unknown task ...`; any other exception is left to the SDK (a server bug);
 - otherwise the function's own result, unchanged. Evaluate functions build HUD's `EvaluationResult` and send it with
   `evaluation_result`: as `structuredContent` and as one text block of the same compact JSON, as HUD does.
 
@@ -33,11 +33,13 @@ import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar
 
-from mcp.server.fastmcp import FastMCP
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+if TYPE_CHECKING:
+    from hud_vf_gym.runtime.mcp_compat import MCPServer
 
 __all__ = [
     "ARGUMENTS_DESCRIPTION",
@@ -105,7 +107,7 @@ class Hub(Generic[ContextT]):
             functions: the hub's functions by name.
             describe_failure: words an exception a function may raise as the rest of the sentence
                 "<kind> function '<name>' ...", e.g. "failed: unknown task 'x'"; None (or returning None) lets the
-                exception propagate, so FastMCP reports it as the server bug it is.
+                exception propagate, so the SDK reports it as the server bug it is.
         """
         self.kind = kind
         self.functions = dict(functions)
@@ -158,7 +160,7 @@ def evaluation_result(evaluation: EvaluationResult) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], structuredContent=structured)
 
 
-def serve_function_lists(mcp: FastMCP, setup: Hub[Any], evaluate: Hub[Any]) -> None:
+def serve_function_lists(mcp: MCPServer, setup: Hub[Any], evaluate: Hub[Any]) -> None:
     """Add the resources `file:///setup/functions` and `file:///evaluate/functions`: each hub's names as JSON."""
 
     @mcp.resource("file:///setup/functions", mime_type="application/json")

@@ -19,7 +19,7 @@ the repository.
 
 Adding a built-in environment to the package:
 
-1. the folder `hud_vf_gym/environments/<name>/`: pure logic, a thin FastMCP `server.py` whose `setup`/`evaluate`
+1. the folder `hud_vf_gym/environments/<name>/`: pure logic, a thin MCP `server.py` whose `setup`/`evaluate`
    tools call `hub.Hub`s, and a `__main__.py`, so `python -m hud_vf_gym.environments.<name>` serves it;
 2. its row in `BUILTINS` below: name, module, tasksets, configs, Gym id (and make() kwargs if not the first ones);
 3. its taskset `hud_vf_gym/tasksets/<taskset>.json`: HUD task rows whose `mcp_config` runs `python -m <module>`;

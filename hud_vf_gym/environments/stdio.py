@@ -1,4 +1,4 @@
-"""Serve a FastMCP server over stdio without a thread hop per message.
+"""Serve a high-level MCP server (FastMCP on mcp 1, MCPServer on mcp 2) over stdio without a thread hop per message.
 
 The SDK's `stdio_server` reads stdin and writes stdout through `anyio.wrap_file`, so every line read, every write and
 every flush is a round trip to a worker thread: about a dozen thread switches per tool call, which is most of a
@@ -15,10 +15,15 @@ import asyncio
 import os
 import stat
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import anyio
-from mcp.server.fastmcp import FastMCP
 from mcp.server.stdio import stdio_server
+
+from hud_vf_gym.runtime.mcp_compat import lowlevel_server
+
+if TYPE_CHECKING:
+    from hud_vf_gym.runtime.mcp_compat import MCPServer
 
 STDIN_FD, STDOUT_FD = 0, 1
 READ_LIMIT = 64 * 2**20  # longest line accepted: a screenshot result is a few MiB of base64
@@ -74,17 +79,17 @@ async def open_stdio_pipes() -> tuple[PipeLines, PipeWriter]:
     return PipeLines(reader), PipeWriter(writer)
 
 
-async def serve_stdio(server: FastMCP) -> None:
+async def serve_stdio(server: MCPServer) -> None:
     """Serve `server` on stdin/stdout until the client closes stdin."""
     if not (is_pipe(STDIN_FD) and is_pipe(STDOUT_FD)):
         await server.run_stdio_async()
         return
     stdin, stdout = await open_stdio_pipes()
     async with stdio_server(stdin, stdout) as (read_stream, write_stream):  # type: ignore[arg-type]
-        lowlevel = server._mcp_server  # FastMCP's own run_stdio_async does the same; there is no public accessor
+        lowlevel = lowlevel_server(server)  # the SDK's own run_stdio_async does the same
         await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
 
 
-def run_stdio(server: FastMCP) -> None:
+def run_stdio(server: MCPServer) -> None:
     """Blocking entry point for a server's `main()`: `run_stdio(mcp)` instead of `mcp.run("stdio")`."""
     anyio.run(serve_stdio, server)

@@ -30,23 +30,19 @@ import math
 import os
 import tempfile
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, TextIO, TypeVar
 
 import anyio
 import anyio.to_thread
-import httpx
 import mcp.types
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp import ClientSession
 from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import McpError
-from mcp.shared.message import SessionMessage
 
 from hud_vf_gym.errors import ServerConnectionError, ServerStartError, ServerTimeoutError
 from hud_vf_gym.runtime.http_watch import watched_http_client
+from hud_vf_gym.runtime.mcp_compat import MCPError, Streams, next_cursor, streamable_http_transport
 from hud_vf_gym.runtime.processes import kill_process_group, signal_group, stat_fields
 from hud_vf_gym.runtime.servers import RemoteServer, ServerEntry, StdioServer
 from hud_vf_gym.runtime.stdio_transport import describe_exit, stdio_transport
@@ -66,14 +62,13 @@ FORCED_CLOSE_TIMEOUT_S = 1.0
 # server's exit status, which may trail its closed stdout by a moment), so the error can say "502 Bad Gateway" or
 # "exited with status 3" instead of only "connection closed".
 _FAILURE_REPORT_WAIT_S = 0.5
-# An idle HTTP response stream may stay open this long before httpx gives up on it (mcp's own default).
+# An idle HTTP response stream may stay open this long before the HTTP client gives up on it (mcp's own default).
 _HTTP_READ_TIMEOUT_S = 300.0
 # How much of a stdio server's stderr an error message quotes.
 _STDERR_TAIL_BYTES = 4096
 _STDERR_TAIL_LINES = 12
 
 _ResultT = TypeVar("_ResultT")
-_Streams = tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]
 
 
 _CONNECTION_LOST_ERRORS = (
@@ -203,7 +198,7 @@ class ServerConnection:
         self._timed_out = startup_scope.cancelled_caught and not self._close_requested.is_set() and not self._lost
         return self._client is not None
 
-    def _transport(self) -> AbstractAsyncContextManager[_Streams]:
+    def _transport(self) -> AbstractAsyncContextManager[Streams]:
         """The mcp transport for this entry, yielding the read and write streams."""
         entry = self._entry
         if isinstance(entry, StdioServer):
@@ -212,9 +207,9 @@ class ServerConnection:
 
             def client_factory(
                 headers: dict[str, str] | None = None,
-                timeout: httpx.Timeout | None = None,
-                auth: httpx.Auth | None = None,  # mcp's factory signature; entries carry no auth object
-            ) -> httpx.AsyncClient:
+                timeout: Any = None,  # an httpx (mcp 1) or httpx2 (mcp 2) Timeout
+                auth: Any = None,  # mcp's factory signature; entries carry no auth object
+            ) -> Any:
                 return watched_http_client(headers, timeout, self._transport_broke)
 
             return sse_client(
@@ -224,10 +219,12 @@ class ServerConnection:
                 sse_read_timeout=_HTTP_READ_TIMEOUT_S,
                 httpx_client_factory=client_factory,
             )
-        return _streamable_http_transport(entry.url, entry.headers, self._connect_timeout_s, self._transport_broke)
+        return streamable_http_transport(
+            entry.url, entry.headers, self._connect_timeout_s, _HTTP_READ_TIMEOUT_S, on_broken=self._transport_broke
+        )
 
     @asynccontextmanager
-    async def _stdio_streams(self, entry: StdioServer) -> AsyncIterator[_Streams]:
+    async def _stdio_streams(self, entry: StdioServer) -> AsyncIterator[Streams]:
         """Our stdio transport (it watches the process), noting the server's pid, which is its process group."""
         assert self._stderr is not None  # created in __init__ for every stdio entry
         async with stdio_transport(entry, self._stderr, self._process_exited) as (read_stream, write_stream, pid):
@@ -261,11 +258,11 @@ class ServerConnection:
     ) -> _ResultT:
         """Run one request on the session, mapping timeouts and lost connections to our errors.
 
-        Any failure but a JSON-RPC error answer (`McpError`: the server is fine) marks the connection `faulted`.
+        Any failure but a JSON-RPC error answer (`MCPError`: the server is fine) marks the connection `faulted`.
         """
         try:
             return await self._bounded_request(operation, timeout_s, send)
-        except McpError:
+        except MCPError:
             raise
         except BaseException:  # timed out, connection lost, or cancelled mid-request
             self.faulted = True
@@ -283,7 +280,7 @@ class ServerConnection:
                 f"MCP server {self.name!r} ({self.target}) did not answer {operation} within {timeout_s:g} s; "
                 f"pass a larger timeout_s or raise timeouts.tool_call_s if it is legitimately slow"
             ) from exc
-        except McpError as exc:
+        except MCPError as exc:
             if not _is_connection_closed(exc):
                 raise
             raise await self._connection_error(operation, cause=None) from exc
@@ -386,19 +383,6 @@ class ServerConnection:
         return redact_text(text, self._secrets)
 
 
-@asynccontextmanager
-async def _streamable_http_transport(
-    url: str, headers: Mapping[str, str], connect_timeout_s: float, on_broken: Callable[[Exception], None]
-) -> AsyncIterator[_Streams]:
-    """Open mcp's streamable HTTP transport with our headers and connect timeout, yielding only the two streams."""
-    timeout = httpx.Timeout(connect_timeout_s, read=_HTTP_READ_TIMEOUT_S)
-    async with (
-        watched_http_client(headers, timeout, on_broken) as http_client,
-        streamable_http_client(url, http_client=http_client) as (read_stream, write_stream, _session_id),
-    ):
-        yield read_stream, write_stream
-
-
 async def list_all_tools(client: ClientSession) -> list[mcp.types.Tool]:
     """List every tool of a server, following pagination cursors."""
     tools: list[mcp.types.Tool] = []
@@ -407,7 +391,7 @@ async def list_all_tools(client: ClientSession) -> list[mcp.types.Tool]:
         params = mcp.types.PaginatedRequestParams(cursor=cursor) if cursor else None
         page = await client.list_tools(params=params)
         tools.extend(page.tools)
-        cursor = page.nextCursor
+        cursor = next_cursor(page)
         if not cursor:
             return tools
 
@@ -421,7 +405,7 @@ def _innermost(exc: BaseException | None) -> BaseException | None:
 
 def _is_connection_closed(exc: BaseException | None) -> bool:
     """Whether `exc` is the error mcp gives pending requests when the server's stream ends."""
-    return isinstance(exc, McpError) and exc.error.code == mcp.types.CONNECTION_CLOSED
+    return isinstance(exc, MCPError) and exc.error.code == mcp.types.CONNECTION_CLOSED
 
 
 def _describe_exception(exc: BaseException | None) -> str:

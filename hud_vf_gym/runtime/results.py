@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mcp.types
 
+from hud_vf_gym.runtime.mcp_compat import is_error, mime_type, structured_content
 from hud_vf_gym.types import ImageData, ToolResult
 
 __all__ = ["normalize_result"]
@@ -17,18 +18,18 @@ def normalize_result(result: mcp.types.CallToolResult) -> ToolResult:
         if isinstance(block, mcp.types.TextContent):
             texts.append(block.text)
         elif isinstance(block, mcp.types.ImageContent):
-            images.append(ImageData(data=block.data, mime_type=block.mimeType))
+            images.append(ImageData(data=block.data, mime_type=mime_type(block) or ""))
         elif isinstance(block, mcp.types.EmbeddedResource):
             _add_embedded_resource(block.resource, texts, images)
         elif isinstance(block, mcp.types.ResourceLink):
             texts.append(f"[resource link: {block.uri}]")
         else:  # AudioContent: no consumer can show it, so say that it was there
-            texts.append(f"[audio omitted: {block.mimeType}]")
+            texts.append(f"[audio omitted: {mime_type(block)}]")
     return ToolResult(
         text="\n".join(texts),
         images=tuple(images),
-        structured=result.structuredContent,
-        is_error=result.isError,
+        structured=structured_content(result),
+        is_error=is_error(result),
     )
 
 
@@ -40,7 +41,7 @@ def _add_embedded_resource(
     """Add an embedded resource: its text, an image blob as an image, any other blob as a one-line note."""
     if isinstance(resource, mcp.types.TextResourceContents):
         texts.append(resource.text)
-    elif resource.mimeType is not None and resource.mimeType.startswith("image/"):
-        images.append(ImageData(data=resource.blob, mime_type=resource.mimeType))
+    elif (kind := mime_type(resource)) is not None and kind.startswith("image/"):
+        images.append(ImageData(data=resource.blob, mime_type=kind))
     else:
-        texts.append(f"[binary resource omitted: {resource.uri} ({resource.mimeType or 'unknown type'})]")
+        texts.append(f"[binary resource omitted: {resource.uri} ({kind or 'unknown type'})]")

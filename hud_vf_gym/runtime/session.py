@@ -37,7 +37,6 @@ from typing import Any, Self
 import anyio
 import mcp.types
 from mcp import ClientSession
-from mcp.shared.exceptions import McpError
 
 from hud_vf_gym.config import Timeouts
 from hud_vf_gym.errors import ConfigError, MCPServerError, ServerConnectionError, ServerStartError
@@ -48,6 +47,7 @@ from hud_vf_gym.runtime.connection import (
     close_connections,
     list_all_tools,
 )
+from hud_vf_gym.runtime.mcp_compat import MCPError, call_tool_request, error_message, input_schema
 from hud_vf_gym.runtime.results import normalize_result
 from hud_vf_gym.runtime.servers import (
     RemoteServer,
@@ -200,9 +200,7 @@ class MCPSession:
         """
         self._ensure_open(f"call tool {name!r}")
         connection, tool_name = self._route(name)
-        request = mcp.types.ClientRequest(
-            mcp.types.CallToolRequest(params=mcp.types.CallToolRequestParams(name=tool_name, arguments=dict(arguments)))
-        )
+        request = call_tool_request(tool_name, arguments)
 
         async def send(client: ClientSession) -> mcp.types.CallToolResult:
             # send_request, not ClientSession.call_tool: that one may list tools again mid-call and raises a bare
@@ -212,8 +210,8 @@ class MCPSession:
         timeout = self.timeouts.tool_call_s if timeout_s is None else timeout_s
         try:
             result = await connection.request(f"the call to tool {tool_name!r}", timeout, send)
-        except McpError as exc:  # a JSON-RPC error answer (invalid params, ...): the server is fine
-            return ToolResult(text=exc.error.message, is_error=True)
+        except MCPError as exc:  # a JSON-RPC error answer (invalid params, ...): the server is fine
+            return ToolResult(text=error_message(exc), is_error=True)
         return normalize_result(result)
 
     async def list_tools(self) -> dict[str, ToolSpec]:
@@ -228,8 +226,9 @@ class MCPSession:
         for connection in self._connections.values():
             try:
                 connection.tools = await connection.request("tools/list", self.timeouts.tool_call_s, list_all_tools)
-            except McpError as exc:
-                raise MCPServerError(f"MCP server {connection.name!r} refused tools/list: {exc.error.message}") from exc
+            except MCPError as exc:
+                message = f"MCP server {connection.name!r} refused tools/list: {error_message(exc)}"
+                raise MCPServerError(message) from exc
         self._build_routes()
         return self.tools
 
@@ -296,5 +295,5 @@ class MCPSession:
 def _tool_spec(visible_name: str, tool: mcp.types.Tool) -> ToolSpec:
     """Our `ToolSpec` for an MCP tool, under the name the agent sees."""
     return ToolSpec(
-        name=visible_name, description=tool.description or "", input_schema=tool.inputSchema, meta=tool.meta
+        name=visible_name, description=tool.description or "", input_schema=input_schema(tool), meta=tool.meta
     )

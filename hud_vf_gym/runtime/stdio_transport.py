@@ -24,12 +24,12 @@ from typing import TextIO
 
 import anyio
 import anyio.abc
-import mcp.types
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.client.stdio import get_default_environment
 from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
+from hud_vf_gym.runtime.mcp_compat import dump_message, parse_message
 from hud_vf_gym.runtime.processes import signal_group
 from hud_vf_gym.runtime.servers import StdioServer
 
@@ -122,7 +122,7 @@ async def _read_stdout(
 def _parse_line(line: bytes) -> SessionMessage | Exception:
     """One line as a message; a malformed line becomes the exception, which `ClientSession` logs and skips."""
     try:
-        return SessionMessage(mcp.types.JSONRPCMessage.model_validate_json(line))
+        return parse_message(line)
     except ValidationError as exc:
         return exc
 
@@ -133,7 +133,7 @@ async def _write_stdin(process: anyio.abc.Process, write_reader: MemoryObjectRec
     async with write_reader:
         with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             async for message in write_reader:
-                text = message.message.model_dump_json(by_alias=True, exclude_none=True)
+                text = dump_message(message)
                 await process.stdin.send(text.encode("utf-8") + b"\n")
 
 

@@ -9,9 +9,12 @@ with ScriptedChatServer(Play2048Policy(max_moves=10)) as server:
 ```
 
 Routes:
-    `POST /v1/chat/completions`: non-streaming only (`stream: true` gets a 400); the policy's reply comes back as
-        `choices[0].message.content`, with word-count token usage, or, when the policy returns a `ToolCallReply`,
-        as one native function call in `choices[0].message.tool_calls` (for environments that use OpenAI tools).
+    `POST /v1/chat/completions`: the policy's reply comes back as `choices[0].message.content`, with word-count
+        token usage, or, when the policy returns a `ToolCallReply`, as one native function call in
+        `choices[0].message.tool_calls` (for environments that use OpenAI tools). With `stream: true` (verifiers
+        v1's interception proxy streams) the same reply comes as `chat.completion.chunk` server-sent events: the
+        whole message in one delta, then the finish reason, the usage when `stream_options.include_usage` asks,
+        and `[DONE]`.
     `GET /v1/models`: lists the server's model name.
     `GET /health`: `{"status": "ok"}`.
 
@@ -239,7 +242,13 @@ class _ChatRequestHandler(BaseHTTPRequestHandler):
             return
         model = request.get("model")
         model_name = model if isinstance(model, str) else self.server.chat.model_name
-        self._send_json(HTTPStatus.OK, _chat_completion(model_name, reply, messages))
+        completion = _chat_completion(model_name, reply, messages)
+        if request.get("stream"):
+            options = request.get("stream_options")
+            usage = isinstance(options, dict) and bool(options.get("include_usage"))
+            self._send(HTTPStatus.OK, _stream_events(completion, usage=usage), "text/event-stream")
+        else:
+            self._send_json(HTTPStatus.OK, completion)
 
     def _read_json_body(self) -> Any:
         """Read the whole body (so the connection stays usable) and parse it; None when it is not JSON."""
@@ -267,13 +276,16 @@ class _ChatRequestHandler(BaseHTTPRequestHandler):
 
     def _send_json(self, status: HTTPStatus, payload: Mapping[str, Any]) -> None:
         """Send a JSON response with headers and body in one write (see the module docstring for why)."""
-        body = json.dumps(payload).encode("utf-8")
+        self._send(status, json.dumps(payload).encode("utf-8"), "application/json")
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        """Send a response with headers and body in one write."""
         connection = "close" if self.close_connection else "keep-alive"
         head = (
             f"{self.protocol_version} {status.value} {status.phrase}\r\n"
             f"Server: hud-vf-gym-scripted\r\n"
             f"Date: {self.date_time_string()}\r\n"
-            f"Content-Type: application/json\r\n"
+            f"Content-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\n"
             f"Connection: {connection}\r\n"
             f"\r\n"
@@ -281,12 +293,28 @@ class _ChatRequestHandler(BaseHTTPRequestHandler):
         self.wfile.write(head.encode("latin-1") + body)
 
 
+def _stream_events(completion: Mapping[str, Any], *, usage: bool) -> bytes:
+    """A chat completion as `chat.completion.chunk` server-sent events (one delta with the whole message)."""
+    choice = completion["choices"][0]
+    message = choice["message"]
+    delta: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
+    if message.get("tool_calls"):
+        delta["tool_calls"] = [{"index": index, **call} for index, call in enumerate(message["tool_calls"])]
+    head = {key: completion[key] for key in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+    chunks = [
+        {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None, "logprobs": None}]},
+        {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"], "logprobs": None}]},
+    ]
+    if usage:
+        chunks.append({**head, "choices": [], "usage": completion["usage"]})
+    events = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + ["data: [DONE]\n\n"]
+    return "".join(events).encode("utf-8")
+
+
 def _request_problem(body: Any) -> str | None:
     """Return why a chat completion request cannot be served, or None when it can."""
     if not isinstance(body, dict):
         return "expected a JSON object body with 'model' and 'messages'"
-    if body.get("stream"):
-        return "streaming is not supported by the scripted chat server; send stream=false"
     messages = body.get("messages")
     if not isinstance(messages, list) or not all(isinstance(message, dict) for message in messages):
         return f"expected 'messages' to be a list of message objects, got {type(messages).__name__}"

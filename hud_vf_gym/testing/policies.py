@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from hud_vf_gym.testing.chat_server import Policy, message_text
+from hud_vf_gym.testing.chat_server import Policy, ToolCallReply, message_text
 
 __all__ = [
     "DIRECTIONS",
@@ -203,10 +203,10 @@ class FixedRepliesPolicy:
     """Replays fixed replies: the i-th assistant turn gets `replies[i]`, and every later turn the last reply.
 
     Args:
-        replies: the replies in order; at least one.
+        replies: the replies in order (text, or `ToolCallReply` native calls); at least one.
     """
 
-    def __init__(self, replies: Sequence[str]) -> None:
+    def __init__(self, replies: Sequence[str | ToolCallReply]) -> None:
         """Check and store the replies."""
         if isinstance(replies, str) or not replies:
             raise ValueError(f"replies must be a non-empty sequence of strings, got {replies!r}")
@@ -216,7 +216,7 @@ class FixedRepliesPolicy:
         """Show how many replies there are."""
         return f"FixedRepliesPolicy(<{len(self.replies)} replies>)"
 
-    def __call__(self, messages: list[dict[str, Any]], /) -> str:
+    def __call__(self, messages: list[dict[str, Any]], /) -> str | ToolCallReply:
         """Return the reply for the next assistant turn."""
         turn = sum(1 for message in messages if _role(message) == "assistant")
         return self.replies[min(turn, len(self.replies) - 1)]

@@ -12,7 +12,6 @@ import huggingface_hub
 import huggingface_hub.constants
 import pytest
 
-from hud_vf_gym import load_environment
 from hud_vf_gym.cli.app import main
 from hud_vf_gym.cli.dataset.command import (
     HUD_COLUMNS,
@@ -22,6 +21,7 @@ from hud_vf_gym.cli.dataset.command import (
     read_tasks,
 )
 from hud_vf_gym.errors import ConfigError, TasksetError
+from hud_vf_gym.tasks.loading import load_taskset
 from tests.support import TASKSETS
 
 SECRET = "sk-test-secret-4242"
@@ -78,9 +78,9 @@ def test_dataset_builtin_taskset_round_trips(tmp_path: Path, taskset: str) -> No
     saved = datasets.load_from_disk(str(folder))
     assert saved.column_names == list(HUD_COLUMNS)
     assert all(isinstance(value, str) for row in saved for value in row.values())
-    env = load_environment(taskset=str(folder))
-    assert env.tasks == read_tasks(tasks_file)
-    assert result.task_count == len(env.tasks) > 0
+    taskset = load_taskset(str(folder))  # what load_environment(taskset=folder) serves
+    assert taskset.tasks == read_tasks(tasks_file)
+    assert result.task_count == len(taskset.tasks) > 0
 
 
 def test_dataset_reports_every_broken_row_and_writes_nothing(tmp_path: Path) -> None:
@@ -133,7 +133,7 @@ def test_dataset_adds_system_prompt_column_only_when_used(tmp_path: Path) -> Non
     saved = datasets.load_from_disk(str(folder))
     assert saved.column_names == [*HUD_COLUMNS, "system_prompt"]
     assert saved["system_prompt"] == ["", "Answer in one word."]
-    assert [task.system_prompt for task in load_environment(taskset=str(folder)).tasks] == [None, "Answer in one word."]
+    assert [task.system_prompt for task in load_taskset(str(folder)).tasks] == [None, "Answer in one word."]
 
 
 def test_dataset_updates_only_primary_dataset_in_the_lock(
@@ -165,7 +165,7 @@ def test_dataset_updates_only_primary_dataset_in_the_lock(
         block,
     )
     assert lock.stat().st_mode & 0o777 == 0o600
-    assert len(load_environment(taskset="datasets/my-org/new-tasks").tasks) == 3
+    assert len(load_taskset("datasets/my-org/new-tasks").tasks) == 3
 
 
 def test_dataset_appends_primary_dataset_to_a_lock_without_one(tmp_path: Path) -> None:

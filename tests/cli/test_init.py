@@ -8,6 +8,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,6 @@ import anyio
 import pytest
 import yaml
 
-from hud_vf_gym import HUDGym
 from hud_vf_gym.cli.app import main
 from hud_vf_gym.cli.init.command import InitOptions, resolve_server, write_config
 from hud_vf_gym.cli.init.generation import generate_config
@@ -27,7 +27,7 @@ from hud_vf_gym.runtime.session import MCPSession
 from hud_vf_gym.tasks.loading import load_taskset
 from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.testing import FixedRepliesPolicy, ScriptedChatServer
-from hud_vf_gym.testing.evaluate import evaluate_outputs
+from hud_vf_gym.testing.evaluate import harness_outputs
 from hud_vf_gym.types import ToolCall, ToolSpec
 from tests.support import COMPUTER_STUB, COUNTER_SERVER, TASKSETS, TINY_SERVER
 
@@ -57,8 +57,10 @@ Each turn, think briefly inside <think></think>, then give exactly one action in
 pytestmark = pytest.mark.usefixtures("no_child_process_left")
 
 
-async def evaluate(env: HUDGym, server: ScriptedChatServer) -> list[dict[str, Any]]:
-    return await evaluate_outputs(env, server.base_url, concurrency=1)
+async def evaluate(config: EnvConfig, tasks: Sequence[Task], server: ScriptedChatServer) -> list[dict[str, Any]]:
+    # on the harness (what `hud-vf-gym eval` runs; its rows match verifiers', see tests/test_env.py), so these also
+    # run beside verifiers 0.4 or mcp 2
+    return await harness_outputs(config, tasks, server.base_url, concurrency=1)
 
 
 def init(tmp_path: Path, server: str, *extra: str, name: str = "generated.yaml") -> tuple[Path, EnvConfig]:
@@ -101,9 +103,9 @@ async def test_init_2048_config_earns_reward_through_evaluate(
     move_example, done_example = EXAMPLE.findall(config.system_prompt)
     # the scripted model fills the example's placeholder with real directions, then calls done() as shown
     replies = [turn(move_example.replace("<direction>", d)) for d in ["left", "down", "right", "up"] * 2]
-    env = HUDGym(config, load_taskset("2048", num_tasks=1).tasks)
+    tasks = load_taskset("2048", num_tasks=1).tasks
 
-    [output] = await evaluate(env, serve(FixedRepliesPolicy([*replies, turn(done_example)])))
+    [output] = await evaluate(config, tasks, serve(FixedRepliesPolicy([*replies, turn(done_example)])))
 
     assert output["error"] is None
     assert output["stop_condition"] == "has_final_env_response"
@@ -154,7 +156,7 @@ async def test_init_computer_tool_gets_the_friendly_action_set(tmp_path: Path, s
     )
 
     # the scripted model sends every usage example of the prompt, in order (the last one is done())
-    [output] = await evaluate(HUDGym(config, [task]), serve(FixedRepliesPolicy([turn(e) for e in examples])))
+    [output] = await evaluate(config, [task], serve(FixedRepliesPolicy([turn(e) for e in examples])))
 
     assert output["error"] is None
     assert output["metrics"]["tool_execution"] == 1.0

@@ -13,6 +13,7 @@ import verifiers as vf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hud_vf_gym.classic import ToolXMLParser
 from hud_vf_gym.core.parser import (
     MAX_CALL_LENGTH,
     MAX_ECHO_CHARS,
@@ -22,7 +23,6 @@ from hud_vf_gym.core.parser import (
     ParsedCall,
     ParseError,
     ParseErrorKind,
-    ToolXMLParser,
     format_call,
     parse_call,
     quote_model_text,

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import verifiers as vf
 
+from hud_vf_gym.classic import HUDRubric, ToolXMLParser
 from hud_vf_gym.config import EnvConfig, ParserConfig, ThinkingBounds, load_config, parse_config
 from hud_vf_gym.core.actions import ActionError, ActionMapper, MappedAction
-from hud_vf_gym.core.parser import ParsedCall, ToolXMLParser
+from hud_vf_gym.core.parser import ParsedCall
 from hud_vf_gym.core.record import STATE_KEY, EpisodeRecord, TurnOutcome, TurnRecord
 from hud_vf_gym.core.rubric import (
-    HUDRubric,
     format_compliance,
     screenshot_behavior,
     task_completion,

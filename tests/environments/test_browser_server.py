@@ -24,6 +24,7 @@ from mcp.types import CallToolResult, ImageContent, TextContent, TextResourceCon
 from hud_vf_gym.environments.browser.browser import CHROMIUM_ENV
 from hud_vf_gym.environments.browser.computer import ACTIONS
 from hud_vf_gym.environments.browser.pages import PAGE_TASKS, build_page_task
+from hud_vf_gym.runtime.mcp_compat import input_schema, is_error, mime_type, structured_content
 
 pytest.importorskip("playwright.async_api", reason='needs pip install "hud-vf-gym[browser]"')
 
@@ -81,17 +82,17 @@ async def computer(session: ClientSession, action: str, **arguments: Any) -> Cal
 
 async def open_task(session: ClientSession, task: str, seed: int = 0) -> str:
     result = await call(session, "setup", {"name": "open_task", "arguments": {"task": task, "seed": seed}})
-    assert result.isError is False, texts(result)
+    assert is_error(result) is False, texts(result)
     return texts(result)[0]
 
 
 async def evaluate(session: ClientSession, name: str = "task_reward", **arguments: Any) -> dict[str, Any]:
     result = await call(session, "evaluate", {"name": name, "arguments": arguments})
-    assert result.isError is False, texts(result)
-    assert result.structuredContent is not None
-    assert [json.loads(texts(result)[0])] == [result.structuredContent]  # HUD sends both forms
-    assert list(result.structuredContent) == EVALUATION_KEYS
-    return result.structuredContent
+    assert is_error(result) is False, texts(result)
+    assert structured_content(result) is not None
+    assert [json.loads(texts(result)[0])] == [structured_content(result)]  # HUD sends both forms
+    assert list(structured_content(result)) == EVALUATION_KEYS
+    return structured_content(result)
 
 
 def texts(result: CallToolResult) -> list[str]:
@@ -100,7 +101,7 @@ def texts(result: CallToolResult) -> list[str]:
 
 def png_size(result: CallToolResult) -> tuple[int, int]:
     [image] = [block for block in result.content if isinstance(block, ImageContent)]
-    assert image.mimeType == "image/png"
+    assert mime_type(image) == "image/png"
     data = base64.b64decode(image.data)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
@@ -127,15 +128,15 @@ async def test_browser_server_lists_hud_tools_with_resolution(session: ClientSes
     computer_tool = tools["computer"]
     assert computer_tool.meta == {"resolution": {"width": 1280, "height": 800}}
     assert computer_tool.description == "Control computer with mouse, keyboard, and screenshots"
-    properties = computer_tool.inputSchema["properties"]
-    assert computer_tool.inputSchema["required"] == ["action"]
+    properties = input_schema(computer_tool)["properties"]
+    assert input_schema(computer_tool)["required"] == ["action"]
     assert properties["action"]["enum"] == list(ACTIONS)
     assert {"write", "type", "press", "scroll", "drag", "wait", "screenshot"} <= set(ACTIONS)
     hud_arguments = ["x", "y", "button", "pattern", "text", "keys", "enter_after", "scroll_x", "scroll_y"]
     hud_arguments += ["offset_x", "offset_y", "path", "time", "hold_keys", "duration"]
     assert set(hud_arguments) < set(properties)
-    assert tools["setup"].inputSchema["properties"]["name"]["enum"] == ["load_html", "open_task"]
-    assert tools["evaluate"].inputSchema["properties"]["name"]["enum"] == [
+    assert input_schema(tools["setup"])["properties"]["name"]["enum"] == ["load_html", "open_task"]
+    assert input_schema(tools["evaluate"])["properties"]["name"]["enum"] == [
         "element_value_equals",
         "page_contains",
         "task_reward",
@@ -184,7 +185,7 @@ async def test_browser_server_bad_setup_is_an_error_result(
     session: ClientSession, arguments: dict[str, Any], message: str
 ) -> None:
     result = await call(session, "setup", {"name": "open_task", "arguments": arguments})
-    assert result.isError is True
+    assert is_error(result) is True
     assert message in texts(result)[0]
 
 
@@ -192,17 +193,17 @@ async def test_browser_server_bad_setup_is_an_error_result(
 async def test_browser_server_failed_setup_leaves_nothing_to_grade(session: ClientSession) -> None:
     await open_task(session, "click-button")
     failed = await call(session, "setup", {"name": "open_task", "arguments": {"task": "no-such-task"}})
-    assert failed.isError is True
+    assert is_error(failed) is True
     result = await call(session, "evaluate", {"name": "task_reward", "arguments": {}})
-    assert result.structuredContent is not None
-    assert result.structuredContent["isError"] is True  # not the previous task's grade
-    assert result.structuredContent["content"] == "No task is open; the task's setup must run first."
+    assert structured_content(result) is not None
+    assert structured_content(result)["isError"] is True  # not the previous task's grade
+    assert structured_content(result)["content"] == "No task is open; the task's setup must run first."
 
 
 @pytest.mark.anyio
 async def test_browser_server_unknown_hub_function_lists_the_valid_ones(session: ClientSession) -> None:
     result = await call(session, "evaluate", {"name": "max_number", "arguments": "{}"})
-    assert result.isError is True
+    assert is_error(result) is True
     assert texts(result) == [
         "Unknown evaluate function 'max_number'; expected one of: element_value_equals, page_contains, task_reward"
     ]
@@ -215,7 +216,7 @@ async def test_browser_server_unknown_hub_function_lists_the_valid_ones(session:
 async def test_browser_server_screenshot_is_a_png_of_the_screen(session: ClientSession) -> None:
     await open_task(session, "enter-text")
     result = await computer(session, "screenshot")
-    assert result.isError is False
+    assert is_error(result) is False
     assert [block.type for block in result.content] == ["image"]
     assert png_size(result) == (1280, 800)
     # a MiniWoB++ page is magnified, but the screenshot keeps the screen size
@@ -226,7 +227,7 @@ async def test_browser_server_screenshot_is_a_png_of_the_screen(session: ClientS
 @pytest.mark.anyio
 async def test_browser_server_unknown_action_is_huds_error(session: ClientSession) -> None:
     result = await computer(session, "jump")
-    assert result.isError is True
+    assert is_error(result) is True
     assert texts(result) == ["Error calling tool 'computer': Unknown action: jump"]
     result = await computer(session, "write")
     assert texts(result) == ["Error calling tool 'computer': text parameter is required for write"]
@@ -357,7 +358,7 @@ async def test_browser_server_text_observations_and_screen_size_flags() -> None:
 async def test_browser_server_missing_chromium_is_one_clear_error() -> None:
     async with open_session(env={CHROMIUM_ENV: "/nonexistent/chromium", "PATH": "/usr/bin:/bin"}) as broken:
         result = await call(broken, "setup", {"name": "open_task", "arguments": {"task": "click-button"}})
-    assert result.isError is True
+    assert is_error(result) is True
     [message] = texts(result)
     assert f"{CHROMIUM_ENV}='/nonexistent/chromium' is not an executable file" in message
     assert "apt-get install chromium" in message

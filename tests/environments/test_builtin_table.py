@@ -1,6 +1,6 @@
 """The built-in environments table (hud_vf_gym/environments/registry.py): the shipped rows, and a throwaway one.
 
-The throwaway environment is what a new built-in environment is: a package with a thin FastMCP server on the shared
+The throwaway environment is what a new built-in environment is: a package with a thin MCP server on the shared
 hub helper (here written into a temporary folder instead of `hud_vf_gym/environments/`), a taskset file, a config
 file and one row, registered through the table alone. It then runs through `load_environment` with a scripted model
 and through `gymnasium.make`, on a real stdio server.
@@ -25,7 +25,7 @@ import pytest
 import hud_vf_gym
 from hud_vf_gym import ConfigError
 from hud_vf_gym.config import builtin_config_names, load_config, resolve_config_path
-from hud_vf_gym.env import SUMMARY_KEY
+from hud_vf_gym.core.chat import SUMMARY_KEY
 from hud_vf_gym.environments.registry import (
     BUILTINS,
     BuiltinEnvironment,
@@ -84,7 +84,7 @@ def _is_taskset(entry: Traversable) -> bool:
 
 # -- a throwaway environment ------------------------------------------------------------------------------------------
 
-# The server, as a built-in one is written: a thin FastMCP module on the shared hub helper.
+# The server, as a built-in one is written: a thin MCP module (mcp_compat.create_server) on the shared hub helper.
 SERVER_SOURCE = '''
 """A counter the agent presses: `press()`, a `setup` hub (`reset`) and an `evaluate` hub (`reached`)."""
 
@@ -93,7 +93,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from mcp.server.fastmcp import FastMCP
 from mcp.types import CallToolResult
 from pydantic import Field
 
@@ -103,6 +102,7 @@ from hud_vf_gym.environments.hub import (
     serve_function_lists, text_result,
 )
 from hud_vf_gym.environments.stdio import run_stdio
+from hud_vf_gym.runtime.mcp_compat import create_server
 
 
 @dataclass
@@ -132,7 +132,7 @@ def reached(state: State, arguments: ReachedArguments) -> CallToolResult:
 STATE = State()
 SETUP_HUB = Hub("setup", {"reset": HubFunction(ResetArguments, reset)})
 EVALUATE_HUB = Hub("evaluate", {"reached": HubFunction(ReachedArguments, reached)})
-mcp = FastMCP("throwaway-counter", log_level="ERROR")
+mcp = create_server("throwaway-counter", log_level="ERROR")
 
 
 @mcp.tool()
@@ -242,6 +242,7 @@ def test_builtin_table_row_makes_names_and_gym_id(throwaway: Throwaway) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.classic
 async def test_builtin_table_row_runs_through_load_environment(throwaway: Throwaway, serve: Serve) -> None:
     env = hud_vf_gym.load_environment(taskset=throwaway.name, config_path=throwaway.name)
     try:

@@ -17,6 +17,7 @@ from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult, TextContent, TextResourceContents
 
 from hud_vf_gym.environments.text_2048.game import DIRECTIONS, Game2048, efficiency, max_number
+from hud_vf_gym.runtime.mcp_compat import input_schema, is_error, mime_type, structured_content
 
 SERVER_MODULE = "hud_vf_gym.environments.text_2048"
 # Bounds every wait on the server. A cold start (importing mcp) takes about a second; only a hang gets near this.
@@ -58,7 +59,7 @@ def text_of(result: CallToolResult) -> str:
 
 async def setup_board(session: ClientSession, board_size: int, seed: int) -> str:
     result = await call(session, "setup", {"name": "board", "arguments": {"board_size": board_size, "seed": seed}})
-    assert result.isError is False
+    assert is_error(result) is False
     return text_of(result)
 
 
@@ -86,17 +87,17 @@ async def test_server_lists_hud_tools(session: ClientSession) -> None:
         "Move Tiles",
         "Make a move in the 2048 game by sliding tiles in a direction",
     )
-    assert move.inputSchema["required"] == ["direction"]
-    assert move.inputSchema["properties"]["direction"]["type"] == "string"
+    assert input_schema(move)["required"] == ["direction"]
+    assert input_schema(move)["properties"]["direction"]["type"] == "string"
     for hub, names in [("setup", ["board"]), ("evaluate", ["efficiency", "max_number"])]:
-        schema = tools[hub].inputSchema
+        schema = input_schema(tools[hub])
         assert schema["required"] == ["name", "arguments"]
         assert schema["properties"]["name"]["enum"] == names
         assert schema["properties"]["arguments"]["anyOf"] == [
             {"additionalProperties": True, "type": "object"},
             {"type": "string"},
         ]
-    assert all(tool.outputSchema is None for tool in tools.values())
+    assert all(tool.model_dump(by_alias=True)["outputSchema"] is None for tool in tools.values())
 
 
 @pytest.mark.anyio
@@ -115,7 +116,7 @@ async def test_server_serves_hub_function_lists(session: ClientSession, uri: str
     assert uri in listed
     assert len(contents) == 1
     assert isinstance(contents[0], TextResourceContents)
-    assert contents[0].mimeType == "application/json"
+    assert mime_type(contents[0]) == "application/json"
     assert json.loads(contents[0].text) == expected
 
 
@@ -137,7 +138,7 @@ async def test_server_move_texts_match_local_replica(session: ClientSession) -> 
     replica = Game2048(4, seed=7)
     for direction in ["LEFT", "up", "Right", "sideways", "down", "left", "left", "up"]:
         result = await call(session, "move", {"direction": direction})
-        assert result.isError is False
+        assert is_error(result) is False
         assert text_of(result) == expected_move_text(replica, direction)
 
 
@@ -155,7 +156,7 @@ async def test_server_move_error_texts(session: ClientSession) -> None:
         (noop, f"ERROR: Cannot move {noop} - no valid moves in that direction"),
     ]:
         result = await call(session, "move", {"direction": direction})
-        assert (result.isError, text_of(result)) == (False, expected)
+        assert (is_error(result), text_of(result)) == (False, expected)
 
 
 @pytest.mark.anyio
@@ -163,9 +164,9 @@ async def test_server_before_setup_reports_not_initialised() -> None:
     async with open_session() as fresh:
         moved = await call(fresh, "move", {"direction": "left"})
         evaluated = await evaluate(fresh, "max_number", {"target": 128})
-    assert (moved.isError, text_of(moved)) == (False, "ERROR: Game not initialized. Run setup first.")
-    assert evaluated.isError is False
-    assert evaluated.structuredContent == {
+    assert (is_error(moved), text_of(moved)) == (False, "ERROR: Game not initialized. Run setup first.")
+    assert is_error(evaluated) is False
+    assert structured_content(evaluated) == {
         "reward": 0.0,
         "done": False,
         "content": "Game not initialized. Run setup first.",
@@ -196,9 +197,9 @@ async def test_server_evaluate_sends_structured_and_text_json(
     result = await evaluate(session, name, arguments)
     inner = json.loads(arguments) if isinstance(arguments, str) else arguments
     expected = max_number(replica, inner.get("target")) if name == "max_number" else efficiency(replica, **inner)
-    assert result.isError is False
-    assert result.structuredContent == expected
-    assert list(result.structuredContent) == EVALUATION_KEYS
+    assert is_error(result) is False
+    assert structured_content(result) == expected
+    assert list(structured_content(result)) == EVALUATION_KEYS
     assert text_of(result) == json.dumps(expected, separators=(",", ":"))
 
 
@@ -236,7 +237,7 @@ async def test_server_hub_rejects_bad_calls_with_mcp_error(
     session: ClientSession, hub: str, name: str, arguments: dict[str, Any] | str, expected: str
 ) -> None:
     result = await call(session, hub, {"name": name, "arguments": arguments})
-    assert (result.isError, text_of(result)) == (True, expected)
+    assert (is_error(result), text_of(result)) == (True, expected)
 
 
 @pytest.mark.anyio
@@ -246,8 +247,8 @@ async def test_server_setup_resets_all_state(session: ClientSession) -> None:
         await call(session, "move", {"direction": direction})
     assert await setup_board(session, 4, seed=3) == first
     result = await evaluate(session, "efficiency", {"min_ratio": 4})
-    assert result.structuredContent is not None
-    assert result.structuredContent["info"] == {"score": 0, "moves": 0, "ratio": 0.0}
+    assert structured_content(result) is not None
+    assert structured_content(result)["info"] == {"score": 0, "moves": 0, "ratio": 0.0}
 
 
 @pytest.mark.anyio
@@ -264,9 +265,9 @@ async def test_server_exact_target_flag(server_args: tuple[str, ...], exact_targ
         # Reaching exactly the target is done only with the flag; HUD's quirk compares highest - 1.
         target = replica.highest_tile
         result = await evaluate(flagged, "max_number", {"target": target})
-    assert result.structuredContent == max_number(replica, target, exact_target=exact_target)
-    assert result.structuredContent["done"] is exact_target
-    assert result.structuredContent["info"]["highest_tile"] == (target if exact_target else target - 1)
+    assert structured_content(result) == max_number(replica, target, exact_target=exact_target)
+    assert structured_content(result)["done"] is exact_target
+    assert structured_content(result)["info"]["highest_tile"] == (target if exact_target else target - 1)
 
 
 @pytest.mark.anyio
@@ -323,10 +324,10 @@ def test_builtin_2048_taskset_covers_sizes_targets_and_seeds() -> None:
 async def test_server_runs_builtin_2048_task(session: ClientSession, task: dict[str, Any]) -> None:
     setup_result = await call(session, task["setup_tool"]["name"], task["setup_tool"]["arguments"])
     size = task["metadata"]["board_size"]
-    assert setup_result.isError is False
+    assert is_error(setup_result) is False
     assert text_of(setup_result).startswith(f"{size}x{size} game initialized\n\n")
     result = await call(session, task["evaluate_tool"]["name"], task["evaluate_tool"]["arguments"])
-    assert result.isError is False
-    assert result.structuredContent is not None
-    assert result.structuredContent["isError"] is False
-    assert result.structuredContent["done"] is False  # a fresh board reaches no target
+    assert is_error(result) is False
+    assert structured_content(result) is not None
+    assert structured_content(result)["isError"] is False
+    assert structured_content(result)["done"] is False  # a fresh board reaches no target

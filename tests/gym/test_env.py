@@ -15,14 +15,13 @@ import anyio
 import gymnasium
 import psutil
 import pytest
-import verifiers as vf
 from gymnasium.error import ResetNeeded
 from gymnasium.spaces import Text
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
 from openai import AsyncOpenAI
 
-from hud_vf_gym import ConfigError, HUDGym, HUDTaskEnv, TaskError
+from hud_vf_gym import ConfigError, HUDTaskEnv, TaskError
 from hud_vf_gym.config import load_config, parse_config
 from hud_vf_gym.gym.spaces import MAX_TEXT_LENGTH
 from hud_vf_gym.tasks.loading import load_taskset
@@ -111,6 +110,10 @@ def play(
 
 async def verifiers_rollout(task: Task, server: ScriptedChatServer) -> tuple[dict[str, Any], list[Message]]:
     """The same task through HUDGym and verifiers' own evaluate loop, against a scripted chat server."""
+    import verifiers as vf
+
+    from hud_vf_gym import HUDGym
+
     env = HUDGym(load_config("2048"), [task])
     try:
         async with AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client:
@@ -147,6 +150,7 @@ def test_gym_env_declares_text_spaces(env_factory: Callable[..., gymnasium.Env[s
 
 
 @pytest.mark.anyio
+@pytest.mark.classic
 @pytest.mark.parametrize("task_id", ["2048_3x3_target_16", "2048_target_64"])
 async def test_gym_env_2048_episode_matches_verifiers_reward(
     task_id: str, env_factory: Callable[..., gymnasium.Env[str, str]], serve: Serve

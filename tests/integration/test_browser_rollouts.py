@@ -1,4 +1,5 @@
-"""The browser environment end to end: built-in tasksets, HUDGym, verifiers' own loop, a scripted chat endpoint.
+"""The browser environment end to end: built-in tasksets, HUDGym with verifiers' own loop (or the harness alone),
+a scripted chat endpoint.
 
 The scripted policy cannot see screenshots (the chat server keeps only text), so the tasks here run the server with
 `--observation both`: every action still returns HUD's screenshot, plus the text description the policy reads
@@ -16,12 +17,12 @@ from typing import Any
 import psutil
 import pytest
 
-from hud_vf_gym import HUDGym, load_taskset
-from hud_vf_gym.config import load_config
-from hud_vf_gym.env import SUMMARY_KEY
+from hud_vf_gym import load_taskset
+from hud_vf_gym.config import EnvConfig, load_config
+from hud_vf_gym.core.chat import SUMMARY_KEY
 from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.testing import FixedRepliesPolicy, ScriptedChatServer, message_text
-from hud_vf_gym.testing.evaluate import evaluate_outputs
+from hud_vf_gym.testing.evaluate import evaluate_outputs, harness_outputs
 
 pytest.importorskip("playwright.async_api", reason='needs pip install "hud-vf-gym[browser]"')
 
@@ -241,14 +242,25 @@ def browser_tasks(
         server = row["mcp_config"]["browser"]
         server["args"] = [*server["args"], *server_args, f"--marker={marker}"]
         server["env"] = {MARKER_ENV: marker}
-        rows.append(Task.from_row(row))
+        rows.append(Task.from_info(row))  # to_info() keeps the row index, which from_info (not from_row) reads
     return rows
 
 
 async def run(
-    env: HUDGym, server: ScriptedChatServer, *, rollouts: int = 1, concurrency: int = 4
+    config: EnvConfig,
+    tasks: Sequence[Task],
+    server: ScriptedChatServer,
+    *,
+    rollouts: int = 1,
+    concurrency: int = 4,
+    on_harness: bool = False,
 ) -> list[dict[str, Any]]:
-    """Evaluate every task, then close the environment (its warm browser servers with it)."""
+    """Evaluate every task through HUDGym and verifiers (or on the harness alone), then close the warm servers."""
+    if on_harness:
+        return await harness_outputs(config, tasks, server.base_url, rollouts=rollouts, concurrency=concurrency)
+    from hud_vf_gym import HUDGym
+
+    env = HUDGym(config, tasks)
     try:
         return await evaluate_outputs(
             env, server.base_url, rollouts=rollouts, concurrency=concurrency, state_columns=[SUMMARY_KEY]
@@ -265,11 +277,11 @@ def by_task(outputs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.anyio
+@pytest.mark.classic
 async def test_browser_policy_solves_every_own_task(serve: Any, marker: str) -> None:
     tasks = browser_tasks("browser", marker, server_args=["--observation=both"])
     seed_zero = [task for task in tasks if task.metadata["seed"] == 0]  # one seed per task keeps the test short
-    env = HUDGym(load_config("default", max_turns=12), seed_zero)
-    outputs = by_task(await run(env, serve(BrowserPolicy())))
+    outputs = by_task(await run(load_config("default", max_turns=12), seed_zero, serve(BrowserPolicy())))
     assert len(outputs) == 9
     for task_id, output in outputs.items():
         assert output["error"] is None, task_id
@@ -283,11 +295,28 @@ async def test_browser_policy_solves_every_own_task(serve: Any, marker: str) -> 
 
 
 @pytest.mark.anyio
+async def test_browser_tasks_run_on_the_harness_alone(serve: Any, marker: str) -> None:
+    # what `hud-vf-gym eval` runs; needs no verifiers, so it also runs beside verifiers 0.4 and mcp 2
+    tasks = browser_tasks("browser", marker, names=["click-button", "enter-text"], server_args=["--observation=both"])
+    seed_zero = [task for task in tasks if task.metadata["seed"] == 0]
+    config = load_config("default", max_turns=12)
+    outputs = by_task(await run(config, seed_zero, serve(BrowserPolicy()), on_harness=True))
+    assert sorted(outputs) == ["click-button-seed-0", "enter-text-seed-0"]
+    for task_id, output in outputs.items():
+        assert output["error"] is None, task_id
+        assert output["metrics"]["task_completion"] == 1.0, (task_id, output[SUMMARY_KEY]["grade"])
+        assert output["stop_condition"] == "has_final_env_response"
+    first_observation = outputs["click-button-seed-0"]["completion"][1]["content"]
+    assert any(part.get("type") == "image_url" for part in first_observation)
+    assert processes_with(marker) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.classic
 async def test_browser_policy_solves_a_miniwob_sample(serve: Any, marker: str) -> None:
     names = [f"miniwob/{name}" for name in MINIWOB_SAMPLE]
     tasks = browser_tasks("miniwob", marker, names=names, server_args=["--observation=both"])
-    env = HUDGym(load_config("default", max_turns=10), tasks)
-    outputs = by_task(await run(env, serve(BrowserPolicy())))
+    outputs = by_task(await run(load_config("default", max_turns=10), tasks, serve(BrowserPolicy())))
     assert len(outputs) == len(MINIWOB_SAMPLE)
     for task_id, output in outputs.items():
         assert output["error"] is None, task_id
@@ -296,12 +325,12 @@ async def test_browser_policy_solves_a_miniwob_sample(serve: Any, marker: str) -
 
 
 @pytest.mark.anyio
+@pytest.mark.classic
 async def test_browser_text_config_solves_tasks_without_images(serve: Any, marker: str) -> None:
     names = ["edit-cell", "scroll-to-find", "miniwob/login-user"]
     tasks = [task for taskset in ("browser", "miniwob") for task in browser_tasks(taskset, marker, names=names)]
     tasks = [task for task in tasks if task.metadata["seed"] == 0]
-    env = HUDGym(load_config("browser-text", max_turns=12), tasks)
-    outputs = by_task(await run(env, serve(BrowserPolicy())))
+    outputs = by_task(await run(load_config("browser-text", max_turns=12), tasks, serve(BrowserPolicy())))
     assert len(outputs) == 3
     for task_id, output in outputs.items():
         assert output["metrics"]["task_completion"] == 1.0, (task_id, output[SUMMARY_KEY]["grade"])
@@ -311,13 +340,13 @@ async def test_browser_text_config_solves_tasks_without_images(serve: Any, marke
 
 
 @pytest.mark.anyio
+@pytest.mark.classic
 async def test_browser_scroll_only_policy_gets_zero(serve: Any, marker: str) -> None:
     names = ["click-button", "scroll-to-find", "miniwob/click-test"]
     tasks = [task for taskset in ("browser", "miniwob") for task in browser_tasks(taskset, marker, names=names)]
     tasks = [task for task in tasks if task.metadata["seed"] == 0]
     scroll_only = FixedRepliesPolicy(['<think>Scrolling.</think><tool>scroll("down", 3)</tool>'] * 3)
-    env = HUDGym(load_config("default", max_turns=3), tasks)
-    outputs = await run(env, serve(scroll_only))
+    outputs = await run(load_config("default", max_turns=3), tasks, serve(scroll_only))
     assert len(outputs) == 3
     for output in outputs:
         assert output["error"] is None
@@ -351,13 +380,13 @@ class ProcessWatchingPolicy:
 
 
 @pytest.mark.anyio
+@pytest.mark.classic
 async def test_browser_leaves_no_process_after_20_rollouts_at_concurrency_4(serve: Any, marker: str) -> None:
     tasks = browser_tasks("browser", marker, names=["click-button", "enter-text"])[:4]
     replies = ["<tool>screenshot()</tool>", '<tool>key("ctrl+a")</tool>', "<tool>done()</tool>"]
     policy = ProcessWatchingPolicy(replies, marker)
     # a fresh browser server per rollout: 20 starts and 20 shutdowns, each of which must leave nothing behind
-    env = HUDGym(load_config("default", max_turns=3, session_reuse=False), tasks)
-    outputs = await run(env, serve(policy), rollouts=5)
+    outputs = await run(load_config("default", max_turns=3, session_reuse=False), tasks, serve(policy), rollouts=5)
     assert len(outputs) == 20
     assert all(output["error"] is None for output in outputs)
     assert {output["metrics"]["screenshot_behavior"] for output in outputs} == {1.0}
@@ -373,6 +402,7 @@ async def test_browser_leaves_no_process_after_20_rollouts_at_concurrency_4(serv
 
 
 @pytest.mark.anyio
+@pytest.mark.classic
 async def test_warm_browsers_give_the_rewards_of_fresh_ones_and_leave_no_process(serve: Any, marker: str) -> None:
     names = ["click-button", "enter-text", "miniwob/click-test"]
     both = ["--observation=both"]  # the policy reads the screen's text description
@@ -382,10 +412,17 @@ async def test_warm_browsers_give_the_rewards_of_fresh_ones_and_leave_no_process
         for task in browser_tasks(taskset, marker, names=names, server_args=both)
     ]
     tasks = [task for task in tasks if task.metadata["seed"] in (0, 1)]
+    from hud_vf_gym import HUDGym
+
     results = {}
     for reuse in (False, "per_slot"):
         env = HUDGym(load_config("default", max_turns=10, session_reuse=reuse), tasks)
-        outputs = await run(env, serve(BrowserPolicy()), rollouts=2, concurrency=2)
+        try:
+            outputs = await evaluate_outputs(
+                env, serve(BrowserPolicy()).base_url, rollouts=2, concurrency=2, state_columns=[SUMMARY_KEY]
+            )
+        finally:
+            await env.harness.close_all()
         results[reuse] = sorted(
             (output[SUMMARY_KEY]["task_id"], output["metrics"]["task_completion"], output["reward"])
             for output in outputs

@@ -21,6 +21,7 @@ import pytest
 import verifiers as vf
 import yaml
 
+from hud_vf_gym.classic import as_verifiers_error
 from hud_vf_gym.cli.app import main
 from hud_vf_gym.config import load_config, parse_config
 from hud_vf_gym.core.harness import Harness
@@ -74,9 +75,16 @@ def counter_tasks(rows: list[dict[str, Any]]) -> list[Task]:
 
 
 def test_task_definition_error_is_a_recorded_error_never_retried_as_infrastructure() -> None:
+    # the core's errors import no verifiers; the classic adapter hands them to verifiers as plain vf.Errors
     error = TaskDefinitionError("row 1 (id 'x'): setup_tool: ...", task_id="x", row_index=1, field="setup_tool")
-    assert isinstance(error, vf.Error) and not isinstance(error, vf.InfraError)  # verifiers records, never retries
-    assert isinstance(EvaluationError("x"), vf.Error) and not isinstance(EvaluationError("x"), vf.InfraError)
+    assert not isinstance(error, vf.Error)
+    bridged = as_verifiers_error(error)
+    assert isinstance(bridged, vf.Error) and not isinstance(bridged, vf.InfraError)  # verifiers records, never retries
+    assert isinstance(bridged, TaskDefinitionError) and type(bridged).__name__ == "TaskDefinitionError"
+    assert (str(bridged), bridged.task_id, bridged.row_index, bridged.field) == (str(error), "x", 1, "setup_tool")
+    evaluation = as_verifiers_error(EvaluationError("x"))
+    assert isinstance(evaluation, vf.Error) and not isinstance(evaluation, vf.InfraError)
+    assert isinstance(evaluation, EvaluationError) and str(evaluation) == "x"
 
 
 @pytest.mark.anyio

@@ -23,10 +23,10 @@ import anyio.abc
 import psutil
 import pytest
 from mcp import ClientSession
-from mcp.shared.exceptions import McpError
 
 from hud_vf_gym.errors import ServerConnectionError, ServerStartError, ServerTimeoutError
 from hud_vf_gym.runtime.connection import ServerConnection, close_connections
+from hud_vf_gym.runtime.mcp_compat import MCPError, is_error
 from hud_vf_gym.runtime.servers import RemoteServer, StdioServer
 from tests.support import ECHO_SERVER, TINY_SERVER, processes_with
 
@@ -115,7 +115,7 @@ async def test_connection_starts_lists_tools_and_answers_requests(marker: str) -
         [server] = processes_with(marker)
         assert connection.process_group == server.pid and connection.process_running()
         result = await connection.request("the call to tool 'echo'", HANG_GUARD_S, call("echo", text="hi"))
-        assert text_of(result) == "hi" and result.isError is False
+        assert text_of(result) == "hi" and is_error(result) is False
     assert connection.is_finished and not connection.is_alive
 
 
@@ -162,7 +162,7 @@ async def test_request_past_its_timeout_raises_and_marks_the_connection_faulted(
 
 async def test_json_rpc_error_answer_is_passed_on_and_is_no_fault(marker: str) -> None:
     async with started(echo_server(marker)) as connection:
-        with pytest.raises(McpError, match="URL elicitation required"):
+        with pytest.raises(MCPError, match="URL elicitation required"):
             await connection.request("the call to tool 'needs_login'", HANG_GUARD_S, call("needs_login"))
         assert not connection.faulted and connection.is_alive
 

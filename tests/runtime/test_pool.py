@@ -14,22 +14,25 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import psutil
 import pytest
 
-from hud_vf_gym import ConfigError, HUDGym
+from hud_vf_gym import ConfigError
 from hud_vf_gym.config import SessionsConfig, load_config
+from hud_vf_gym.core.chat import SUMMARY_KEY
 from hud_vf_gym.core.harness import Harness
 from hud_vf_gym.core.record import TurnOutcome
-from hud_vf_gym.env import SUMMARY_KEY
 from hud_vf_gym.errors import ServerConnectionError, ServerTimeoutError
 from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.testing import Play2048Policy, ScriptedChatServer
 from hud_vf_gym.testing.evaluate import evaluate_outputs
 from tests.support import COUNTER_CONFIG, COUNTER_SERVER, TEXT_2048_MODULE, TINY_SERVER, Serve
+
+if TYPE_CHECKING:
+    from hud_vf_gym import HUDGym
 
 TEXT_2048 = ["-m", TEXT_2048_MODULE]
 HANG_GUARD_S = 120  # 16 server starts on 2 busy cores take well under this; only a hang gets near it
@@ -121,8 +124,11 @@ def _no_progress_bar(*args: Any, **kwargs: Any) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.classic
 @pytest.mark.parametrize("concurrency", [1, 4, 16], ids=["c1", "c4", "c16"])
 async def test_pool_rewards_and_moves_match_fresh_servers(concurrency: int, serve: Serve) -> None:
+    from hud_vf_gym import HUDGym
+
     tasks = [game_task(seed, index=index) for index, seed in enumerate(range(2000, 2016))]
     chat = serve(Play2048Policy(max_moves=MOVES, look_ahead=True))
     with anyio.fail_after(HANG_GUARD_S):

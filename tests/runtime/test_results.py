@@ -12,7 +12,6 @@ from mcp.types import (
     TextContent,
     TextResourceContents,
 )
-from pydantic import AnyUrl
 
 from hud_vf_gym.runtime.results import normalize_result
 from hud_vf_gym.types import ImageData, ToolResult
@@ -43,17 +42,15 @@ def test_normalize_result_joins_text_and_keeps_images_and_structured() -> None:
 def test_normalize_result_handles_resources_links_and_audio() -> None:
     result = CallToolResult(
         content=[
-            EmbeddedResource(
-                type="resource", resource=TextResourceContents(uri=AnyUrl("file:///a.txt"), text="file text")
-            ),
+            EmbeddedResource(type="resource", resource=TextResourceContents(uri="file:///a.txt", text="file text")),
             EmbeddedResource(
                 type="resource",
-                resource=BlobResourceContents(uri=AnyUrl("file:///s.png"), blob="iVBORw0=", mimeType="image/png"),
+                resource=BlobResourceContents(uri="file:///s.png", blob="iVBORw0=", mimeType="image/png"),
             ),
             EmbeddedResource(
-                type="resource", resource=BlobResourceContents(uri=AnyUrl("file:///b.bin"), blob="AAEC", mimeType=None)
+                type="resource", resource=BlobResourceContents(uri="file:///b.bin", blob="AAEC", mimeType=None)
             ),
-            ResourceLink(type="resource_link", name="page", uri=AnyUrl("https://example.com/page")),
+            ResourceLink(type="resource_link", name="page", uri="https://example.com/page"),
             AudioContent(type="audio", data="AAAA", mimeType="audio/wav"),
         ],
         isError=True,

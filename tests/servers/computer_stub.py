@@ -21,9 +21,10 @@ import struct
 import zlib
 from typing import Annotated, Any
 
-from mcp.server.fastmcp import FastMCP
 from mcp.types import CallToolResult, ImageContent, TextContent
 from pydantic import Field
+
+from hud_vf_gym.runtime.mcp_compat import MCPServer, create_server, run_server
 
 ACTIONS = [
     "click", "press", "keydown", "keyup", "write", "scroll", "move", "wait", "drag", "response", "screenshot",
@@ -49,9 +50,9 @@ def png(width: int, height: int, shade: int) -> str:
     return base64.b64encode(body).decode("ascii")
 
 
-def build(width: int, height: int, legacy_type: bool, screenshots: bool = False) -> FastMCP:
+def build(width: int, height: int, legacy_type: bool, screenshots: bool = False) -> MCPServer:
     """The server, with the screen size in the computer tool's meta."""
-    mcp = FastMCP("computer-stub", log_level="WARNING")
+    mcp = create_server("computer-stub", log_level="WARNING")
 
     def answer(text: str) -> list[TextContent | ImageContent]:
         content: list[TextContent | ImageContent] = [TextContent(type="text", text=text)]
@@ -116,4 +117,4 @@ if __name__ == "__main__":
     parser.add_argument("--legacy-type", action="store_true")
     parser.add_argument("--screenshots", action="store_true")
     options, _ = parser.parse_known_args()  # a test's --marker=... is ignored
-    build(options.width, options.height, options.legacy_type, options.screenshots).run()
+    run_server(build(options.width, options.height, options.legacy_type, options.screenshots))

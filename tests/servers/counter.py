@@ -11,9 +11,10 @@ import os
 from typing import Any
 
 import anyio
-from mcp.server.fastmcp import FastMCP
 
-mcp = FastMCP("counter", log_level="WARNING")
+from hud_vf_gym.runtime.mcp_compat import create_server, run_server
+
+mcp = create_server("counter", log_level="WARNING")
 _state = {"count": 0}
 
 
@@ -67,7 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--marker", default="")
     parser.parse_args()
-    mcp.run("stdio")
+    run_server(mcp)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A FastMCP test server whose tools misbehave on purpose: errors, hangs, crashes, images, odd grades.
+"""An MCP test server whose tools misbehave on purpose: errors, hangs, crashes, images, odd grades.
 
 Run it by path (`python tests/servers/echo.py [--marker=X] [--transport=stdio|streamable-http|sse] [--port=N]`).
 `--marker` is ignored by the server; tests put a unique one on the command line to find leftover processes.
@@ -14,10 +14,11 @@ import sys
 from typing import Any
 
 import anyio
-from mcp.server.fastmcp import FastMCP
 from mcp.shared.exceptions import UrlElicitationRequiredError
 from mcp.types import ElicitRequestURLParams, ImageContent, TextContent
 from pydantic import Field
+
+from hud_vf_gym.runtime.mcp_compat import create_server, run_server
 
 # The smallest valid PNG: one transparent pixel.
 PNG_PIXEL = base64.b64encode(
@@ -27,7 +28,7 @@ PNG_PIXEL = base64.b64encode(
     )
 ).decode()
 
-mcp = FastMCP("echo", log_level="WARNING")
+mcp = create_server("echo", log_level="WARNING")
 
 
 @mcp.tool()
@@ -111,8 +112,7 @@ def main() -> None:
     options = parser.parse_args()
     if options.extra_tool:
         mcp.add_tool(lambda: options.extra_tool, name=options.extra_tool, description="A tool only this server has.")
-    mcp.settings.port = options.port
-    mcp.run(transport=options.transport)
+    run_server(mcp, options.transport, port=options.port)
 
 
 if __name__ == "__main__":

@@ -152,13 +152,26 @@ def test_chat_server_policy_exception_is_500_and_server_keeps_running(server: Sc
     assert after.choices[0].message.content == "echo: still there?"
 
 
-def test_chat_server_rejects_streaming(server: ScriptedChatServer) -> None:
-    with sync_client(server) as client:
-        with pytest.raises(openai.BadRequestError) as caught:
-            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], stream=True)
-
-    assert caught.value.status_code == 400
-    assert "streaming is not supported by the scripted chat server; send stream=false" in caught.value.message
+@pytest.mark.parametrize("reply", ["streamed text", ToolCallReply("move", {"direction": "left"})], ids=["text", "call"])
+def test_chat_server_streams_the_same_reply(reply: str | ToolCallReply) -> None:
+    # verifiers v1's interception proxy asks for stream=true: the reply must read the same as without streaming
+    with ScriptedChatServer(FixedRepliesPolicy([reply])) as streaming, sync_client(streaming) as client:
+        messages = [{"role": "user", "content": "hi"}]
+        chunks = list(
+            client.chat.completions.create(
+                model="m", messages=messages, stream=True, stream_options={"include_usage": True}
+            )
+        )
+        plain = client.chat.completions.create(model="m", messages=messages)
+    deltas = [chunk.choices[0].delta for chunk in chunks if chunk.choices]
+    assert "".join(delta.content or "" for delta in deltas) == (plain.choices[0].message.content or "")
+    calls = [call for delta in deltas for call in delta.tool_calls or []]
+    expected_calls = plain.choices[0].message.tool_calls or []
+    assert [(c.function.name, c.function.arguments) for c in calls] == [
+        (c.function.name, c.function.arguments) for c in expected_calls
+    ]
+    assert [chunk.choices[0].finish_reason for chunk in chunks if chunk.choices][-1] == plain.choices[0].finish_reason
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == plain.usage.total_tokens  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,6 @@ from hud_vf_gym.config import load_config
 from hud_vf_gym.core import rubric as rubric
 from hud_vf_gym.core.harness import observe
 from hud_vf_gym.core.record import TurnOutcome
-from hud_vf_gym.core.rubric import HUDRubric
 from hud_vf_gym.errors import ConfigError, MCPServerError, TaskError
 from hud_vf_gym.tasks.loading import load_taskset
 from hud_vf_gym.tasks.task import Task
@@ -260,7 +259,7 @@ def test_rollout_components_are_the_rubric_values(tokenizer: Any, config: Any, t
     generator = ScriptedGenerator(tokenizer, ["<tool>left()</tool>", "oops", "<tool>done()</tool>"])
     with HUDRollout(config, tasks[:1], turn_tokens=32, generator=generator) as rollout:
         output = rollout(prompts_for(tasks[:1], 2), fake_trainer(tokenizer))
-    weights = HUDRubric(config.rubric, config.parser, rollout.harness.parser).weights_by_name
+    weights = config.rubric.weights.model_dump()
     for index, result in enumerate(rollout.last_episodes):
         state = {"hud": result.record}
         expected = {

@@ -1,14 +1,16 @@
-"""`hud-vf-gym eval`: run a model on a taskset through HUDGym and write, summarise and resume the results.
+"""`hud-vf-gym eval`: run a model on a taskset through the harness and write, summarise and resume the results.
 
 The run, in order:
 
-1. Build the environment from `--config` and `--taskset` (`HUDGym`, the same object `vf-eval` and training use).
+1. Build the harness from `--config` and load `--taskset` (the turn loop HUDGym, the Gym env and training use; no
+   verifiers is imported, so the command works beside verifiers 0.3, 0.4 or none).
 2. `--dry-run` stops here: each task's server is started and its tools checked (`hud_vf_gym.cli.eval.dry_run`).
 3. Plan one rollout per (task, rollout index); with `--resume`, drop the pairs already in `results.jsonl`.
 4. Open the model: the embedded SmolLM2 or a `--model-path` folder in process (`hud_vf_gym.local_model.endpoint`), or an
-   OpenAI-compatible `--base-url`; both reach the rollout loop as a verifiers client.
-5. Run the pending pairs with verifiers' `run_rollout`, `--concurrency` at a time, appending each finished rollout
-   to `results.jsonl` at once (`hud_vf_gym.cli.eval.results`), so a killed run loses only the rollouts in flight.
+   OpenAI-compatible `--base-url`; both reach the rollout loop as an `openai.AsyncOpenAI` client.
+5. Run the pending pairs (`hud_vf_gym.core.chat.run_chat_episode`: verifiers' classic loop and row format),
+   `--concurrency` at a time, appending each finished rollout to `results.jsonl` at once
+   (`hud_vf_gym.cli.eval.results`), so a killed run loses only the rollouts in flight.
    Progress (per rollout: turn, last action, running reward; overall: finished, tokens/s, ETA) is drawn live on a
    terminal and written as lines elsewhere (`hud_vf_gym.cli.eval.progress`).
 6. Summarise every row in the folder, resumed ones included (`hud_vf_gym.cli.eval.summary`), and write the summary.
@@ -39,9 +41,11 @@ from hud_vf_gym.cli.eval.progress import (
 from hud_vf_gym.cli.eval.results import ResultsFolder, pair_key
 from hud_vf_gym.cli.eval.summary import render_table, summarize, turns_of
 from hud_vf_gym.config import load_config
-from hud_vf_gym.env import SUMMARY_KEY, HUDGym
+from hud_vf_gym.core.chat import ChatEndpoint, run_chat_episode
+from hud_vf_gym.core.harness import Harness
 from hud_vf_gym.errors import ConfigError, DependencyNotInstalled, TaskError
 from hud_vf_gym.tasks.loading import TasksetWarning, load_taskset
+from hud_vf_gym.tasks.task import Task
 
 __all__ = ["EvalReport", "EvalOptions", "run_eval"]
 
@@ -60,10 +64,18 @@ class EvalReport:
 
 
 @dataclass(frozen=True, slots=True)
-class _Endpoint:
-    """The model as the rollout loop sees it: an OpenAI client and the model name to send."""
+class _Environment:
+    """What the run plays: the harness (config, parser, mapper, sessions) and the tasks, in taskset order."""
 
-    openai_client: Any  # openai.AsyncOpenAI; wrapped in a verifiers client (CountingClient) for the run
+    harness: Harness
+    tasks: tuple[Task, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    """The model as the rollout loop sees it: an `openai.AsyncOpenAI` client and the model name to send."""
+
+    client: Any  # openai.AsyncOpenAI; wrapped in a CountingClient for the run (tokens/s)
     name: str
     description: dict[str, Any]
 
@@ -75,7 +87,6 @@ class _Pair:
     example_id: int
     rollout_index: int
     task_id: str
-    rollout_input: dict[str, Any]
 
 
 Log = Callable[[str], None]
@@ -123,29 +134,22 @@ async def _run_eval(options: EvalOptions, log: Log) -> EvalReport:
 # -- the environment and the plan -----------------------------------------------------------------------------------
 
 
-def _build_environment(options: EvalOptions) -> tuple[HUDGym, tuple[str, ...]]:
+def _build_environment(options: EvalOptions) -> tuple[_Environment, tuple[str, ...]]:
     """The environment for the options, and the problems of any taskset rows that were skipped."""
     config = load_config(options.config, max_turns=options.max_turns)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TasksetWarning)  # the skipped rows are reported from `problems` instead
         taskset = load_taskset(options.taskset, num_tasks=options.num_tasks)
-    return HUDGym(config, taskset.tasks), taskset.problems
+    if not taskset.tasks:
+        raise ConfigError("the taskset is empty; pass --taskset with at least one valid task")
+    return _Environment(Harness(config), tuple(taskset.tasks)), taskset.problems
 
 
-def _plan(env: HUDGym, rollouts_per_task: int) -> list[_Pair]:
-    """Every (task, rollout index) pair of the run, task by task."""
-    import datasets
-
-    were_disabled = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()  # formatting a few prompts needs no progress bar of its own
-    try:
-        rows = env.get_eval_dataset().to_list()
-    finally:
-        if not were_disabled:
-            datasets.enable_progress_bars()
+def _plan(env: _Environment, rollouts_per_task: int) -> list[_Pair]:
+    """Every (task, rollout index) pair of the run, task by task (a task's index is its `example_id`)."""
     return [
-        _Pair(int(row["example_id"]), index, env.tasks[int(row["example_id"])].id, row)
-        for row in rows
+        _Pair(example_id, index, task.id)
+        for example_id, task in enumerate(env.tasks)
         for index in range(rollouts_per_task)
     ]
 
@@ -178,7 +182,7 @@ def _pending_pairs(folder: ResultsFolder, pairs: list[_Pair], *, resuming: bool)
 
 @contextlib.asynccontextmanager
 async def _open_model(options: EvalOptions, log: Log) -> AsyncIterator[_Endpoint]:
-    """The OpenAI client for the options' model; it is closed afterwards."""
+    """The client for the options' model; its HTTP client is closed afterwards."""
     if options.base_url is not None:
         openai_client = _endpoint_client(options)
         name = str(options.model)
@@ -235,7 +239,7 @@ async def _local_client(options: EvalOptions, log: Log) -> tuple[Any, str, dict[
 
 
 async def _run_pairs(
-    env: HUDGym,
+    env: _Environment,
     endpoint: _Endpoint,
     pairs: list[_Pair],
     folder: ResultsFolder,
@@ -248,7 +252,7 @@ async def _run_pairs(
     and of each reply's completion tokens from the client (`CountingClient`).
     """
     slots = asyncio.Semaphore(options.concurrency)
-    client = CountingClient(endpoint.openai_client, progress.tokens)
+    client = CountingClient(endpoint.client, progress.tokens)
     listener = turn_listener(progress)
     env.harness.turn_listeners.append(listener)
 
@@ -292,18 +296,13 @@ def _sampling_args(options: EvalOptions, rollout_index: int) -> dict[str, Any]:
     return sampling
 
 
-async def _run_pair(env: HUDGym, endpoint: _Endpoint, client: Any, pair: _Pair, options: EvalOptions) -> dict[str, Any]:
+async def _run_pair(
+    env: _Environment, endpoint: _Endpoint, client: Any, pair: _Pair, options: EvalOptions
+) -> dict[str, Any]:
     """One rollout, scored, as a results row; an unexpected failure becomes that row's infrastructure error."""
+    chat = ChatEndpoint(client, endpoint.name, _sampling_args(options, pair.rollout_index))
     try:
-        output = await env.run_rollout(
-            pair.rollout_input,
-            client,
-            endpoint.name,
-            _sampling_args(options, pair.rollout_index),
-            max_retries=0,
-            state_columns=[SUMMARY_KEY],
-        )
-        row: dict[str, Any] = dict(output)
+        row = await run_chat_episode(env.harness, env.tasks[pair.example_id], chat, example_id=pair.example_id)
     except (ConfigError, TaskError, DependencyNotInstalled):
         raise  # a user error stops the whole run with its message: every other rollout would fail the same way
     except Exception as exc:  # the rollout boundary: recorded as this rollout's infrastructure error, not scored
@@ -328,7 +327,7 @@ def _failed_row(pair: _Pair, exc: BaseException) -> dict[str, Any]:
 
 
 async def _dry_run(
-    env: HUDGym, skipped_rows: tuple[str, ...], output: Path, options: EvalOptions, log: Log
+    env: _Environment, skipped_rows: tuple[str, ...], output: Path, options: EvalOptions, log: Log
 ) -> EvalReport:
     """Check every task's server and tools; the exit status is non-zero when any task is broken."""
     try:

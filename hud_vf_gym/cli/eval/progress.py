@@ -5,7 +5,8 @@ The run reports four events, from three places:
 - `rollout_started` / `rollout_finished`: the eval loop, around each (task, rollout) pair;
 - `turn`: the harness, after every acted-on turn (`Harness.turn_listeners`, see `turn_listener`), so a turn is
   shown the moment its tool call returns, whatever runs the rollout;
-- `tokens`: the model client, after every reply (its `usage.completion_tokens`; `CountingClient`).
+- `tokens`: the model client, after every reply (its `usage.completion_tokens`; `CountingClient`, which wraps the
+  `openai.AsyncOpenAI` client `run_chat_episode` asks).
 
 `Progress` keeps the state (per rollout: task, turn n/max, last action, running reward; overall: finished/total,
 tokens/s, elapsed, ETA) and hands it to one of two views:
@@ -30,8 +31,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
-
-import verifiers as vf
 
 if TYPE_CHECKING:
     from hud_vf_gym.core.harness import TaskEpisode
@@ -369,17 +368,40 @@ def turn_listener(progress: Progress) -> Callable[[TaskEpisode, TurnRecord], Non
     return on_turn
 
 
-class CountingClient(vf.OpenAIChatCompletionsClient):  # type: ignore[misc]  # verifiers ships no type information
-    """verifiers' OpenAI chat client that reports each reply's completion tokens (for tokens/s)."""
+class CountingClient:
+    """An `openai.AsyncOpenAI` client that reports each chat reply's completion tokens (for tokens/s).
+
+    `run_chat_episode` asks the model through `client.chat.completions.create`; that call is the one counted, and
+    every other attribute (`close`, `base_url`, ...) is the wrapped client's.
+    """
 
     def __init__(self, client: Any, on_tokens: Callable[[int], None]) -> None:
         """Wrap an `AsyncOpenAI` client; `on_tokens` gets each reply's completion token count."""
-        super().__init__(client)
+        self.client = client
         self.on_tokens = on_tokens
+        self.chat = _CountingChat(self)
 
-    async def get_response(self, *args: Any, **kwargs: Any) -> Any:
+    def __getattr__(self, name: str) -> Any:
+        """Everything but `chat` is the wrapped client's."""
+        return getattr(self.client, name)
+
+
+class _CountingChat:
+    """`client.chat` with a counting `completions`."""
+
+    def __init__(self, owner: CountingClient) -> None:
+        self.completions = _CountingCompletions(owner)
+
+
+class _CountingCompletions:
+    """`client.chat.completions` whose `create` counts the reply's completion tokens."""
+
+    def __init__(self, owner: CountingClient) -> None:
+        self._owner = owner
+
+    async def create(self, *args: Any, **kwargs: Any) -> Any:
         """Ask the model as the plain client does, then count the reply."""
-        response = await super().get_response(*args, **kwargs)
+        response = await self._owner.client.chat.completions.create(*args, **kwargs)
         usage = getattr(response, "usage", None)
-        self.on_tokens(int(getattr(usage, "completion_tokens", 0) or 0))
+        self._owner.on_tokens(int(getattr(usage, "completion_tokens", 0) or 0))
         return response

@@ -10,7 +10,7 @@ MiniWoB++ suite from the `miniwob` package. The modules, from the pure ones to t
 - `computer.py`: HUD's `computer` actions, validated and worded as HUD words them, over any `Screen`;
 - `browser.py`: the Playwright driver (one Chromium per process, a fresh context per task);
 - `session.py`: the server's state and operations (open a task, act, grade), free of MCP wiring;
-- `server.py`: the FastMCP server (tools, the hubs' functions on `environments/hub.py`) and its command line.
+- `server.py`: the MCP server (tools, the hubs' functions on `environments/hub.py`) and its command line.
 
 This package module imports none of them, so importing it stays cheap; Playwright is imported only when the server
 starts a browser (`pip install "hud-vf-gym[browser]"`).

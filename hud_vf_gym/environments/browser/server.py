@@ -69,9 +69,8 @@ import argparse
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from mcp.server.fastmcp import FastMCP
 from mcp.types import CallToolResult
 from pydantic import Field
 
@@ -98,6 +97,10 @@ from hud_vf_gym.environments.hub import (
     serve_function_lists,
 )
 from hud_vf_gym.environments.stdio import run_stdio
+from hud_vf_gym.runtime import mcp_compat
+
+if TYPE_CHECKING:
+    from hud_vf_gym.runtime.mcp_compat import MCPServer
 
 __all__ = ["EVALUATE_HUB", "SETUP_HUB", "create_server", "main"]
 
@@ -154,7 +157,7 @@ async def _run_element_value(session: BrowserSession, arguments: _ElementValueAr
 
 
 def _describe_failure(exc: Exception) -> str | None:
-    """Word the failures a hub function may meet; None for anything else (a server bug, left to FastMCP)."""
+    """Word the failures a hub function may meet; None for anything else (a server bug, left to the SDK)."""
     if isinstance(exc, KeyError):  # an unknown task name; the message lists the valid ones
         return f"failed: {exc.args[0]}"
     if isinstance(exc, ImportError):  # DependencyNotInstalled: no Playwright, no Chromium or no miniwob, with the fix
@@ -188,20 +191,20 @@ EVALUATE_HUB: Hub[BrowserSession] = Hub(
 _COMPUTER_DESCRIPTION = "Control computer with mouse, keyboard, and screenshots"  # HUD's description, verbatim
 
 
-def create_server(settings: ServerSettings) -> FastMCP:
-    """Build the FastMCP server for these settings (the screen size goes into the computer tool's meta)."""
+def create_server(settings: ServerSettings) -> MCPServer:
+    """Build the MCP server for these settings (the screen size goes into the computer tool's meta)."""
     session = BrowserSession(settings)
 
     @asynccontextmanager
-    async def lifespan(server: FastMCP) -> AsyncIterator[None]:
+    async def lifespan(server: MCPServer) -> AsyncIterator[None]:
         session.start()
         try:
             yield
         finally:
             await session.close()
 
-    # stdout carries the protocol, so FastMCP's logging goes to stderr, and only errors by default.
-    mcp = FastMCP(SERVER_NAME, log_level="ERROR", lifespan=lifespan)
+    # stdout carries the protocol, so the SDK's logging goes to stderr, and only errors by default.
+    mcp = mcp_compat.create_server(SERVER_NAME, log_level="ERROR", lifespan=lifespan)
     resolution = {"resolution": {"width": settings.width, "height": settings.height}}
 
     @mcp.tool(title="Computer Control", description=_COMPUTER_DESCRIPTION, meta=resolution)

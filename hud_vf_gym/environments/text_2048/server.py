@@ -75,7 +75,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from mcp.server.fastmcp import FastMCP
 from mcp.types import CallToolResult
 from pydantic import Field
 
@@ -101,6 +100,7 @@ from hud_vf_gym.environments.text_2048.game import (
     efficiency,
     max_number,
 )
+from hud_vf_gym.runtime.mcp_compat import create_server
 
 __all__ = ["EVALUATE_HUB", "SETUP_HUB", "main", "mcp"]
 
@@ -190,12 +190,13 @@ def _move_text(direction: str) -> str:
     return text
 
 
-# stdout carries the protocol, so FastMCP's logging goes to stderr, and only errors by default.
-mcp = FastMCP(SERVER_NAME, log_level="ERROR")
+# stdout carries the protocol, so the SDK's logging goes to stderr, and only errors by default.
+mcp = create_server(SERVER_NAME, log_level="ERROR")
 
 
+# async although it never awaits: mcp 2 runs a plain function on a worker thread, a thread hop on every move
 @mcp.tool(title=MOVE_TITLE, description=MOVE_DESCRIPTION)
-def move(
+async def move(
     direction: Annotated[str, Field(description="The direction to slide the tiles: up, down, left or right.")],
 ) -> CallToolResult:
     """Make a move in the 2048 game by sliding tiles in a direction."""

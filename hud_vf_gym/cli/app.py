@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 from hud_vf_gym.cli.command import Command
 from hud_vf_gym.cli.parsing import CommandLineParser
+from hud_vf_gym.errors import HUDGymError
 
 __all__ = ["COMMAND_MODULES", "commands", "main", "make_parser"]
 
@@ -66,8 +67,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `hud-vf-gym` console script; returns the exit status."""
     registered = commands()
     namespace = make_parser(registered).parse_args(argv)
-    from hud_vf_gym.errors import HUDGymError  # after parsing: errors imports verifiers, which help never needs
-
     try:
         return registered[namespace.command](namespace)
     except HUDGymError as exc:  # a user error: one clear message, no traceback

@@ -40,6 +40,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hud_vf_gym.errors import ConfigError
+
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
@@ -196,8 +198,6 @@ def register_builtin(environment: BuiltinEnvironment) -> None:
         ConfigError: the name or Gym id is taken, a taskset or config name is already known, a file is missing or
             has the wrong suffix, or the module cannot be imported here.
     """
-    from hud_vf_gym.errors import ConfigError  # imports verifiers: only paid by whoever registers
-
     problems = _registration_problems(environment)
     if problems:
         details = "\n".join(f"  {problem}" for problem in problems)

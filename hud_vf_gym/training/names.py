@@ -1,7 +1,7 @@
 """The names the GRPO launcher and the GPU placement accept, in a module that imports nothing.
 
-`hud-vf-gym train --help` lists them as the choices of `--accelerate` and `--provider`, and help must not import
-`hud_vf_gym.errors` (which imports verifiers); `training.launch` and `training.placement.gpus` read them from here.
+`hud-vf-gym train --help` lists them as the choices of `--accelerate` and `--provider` without importing the
+training code; `training.launch` and `training.placement.gpus` read them from here.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hud_vf_gym.errors import ConfigError
+
 __all__ = ["EvalOptions", "is_local_url"]
 
 DEFAULT_RESULTS_DIR = "results"  # ./results/<timestamp> when --output is not given
@@ -106,8 +108,6 @@ class EvalOptions:
         if self.resume is not None and self.output is not None and Path(self.output) != Path(self.resume):
             problems.append("--output and --resume name different folders; --resume writes into its own folder")
         if problems:
-            from hud_vf_gym.errors import ConfigError  # here, not above: errors imports verifiers; --help must not
-
             count = len(problems)
             header = f"{count} invalid option{'s' if count != 1 else ''} for hud-vf-gym eval"
             raise ConfigError("\n  ".join([header, *problems]))
@@ -168,8 +168,6 @@ class EvalOptions:
         names = {item.name for item in dataclasses.fields(cls)}
         unknown = sorted(set(saved) - names)
         if unknown:
-            from hud_vf_gym.errors import ConfigError
-
             raise ConfigError(
                 f"run.json has unknown option(s) {', '.join(unknown)}; was it written by hud-vf-gym eval?"
             )

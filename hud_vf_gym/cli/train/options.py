@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
+from hud_vf_gym.errors import ConfigError
 from hud_vf_gym.training.names import ACCELERATE_CONFIGS, PROVIDERS
 
 __all__ = ["DEFAULT_CLUSTER", "TrainOptions"]
@@ -161,8 +162,6 @@ class TrainOptions:
         if problems:
             count = len(problems)
             header = f"{count} invalid option{'s' if count != 1 else ''} for hud-vf-gym train"
-            from hud_vf_gym.errors import ConfigError  # here, not above: errors imports verifiers; --help must not
-
             raise ConfigError("\n  ".join([header, *problems]))
 
     def extra_args(self) -> list[str]:

@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import anyio
-import psutil
 import pytest
 
 from hud_vf_gym.config import load_config
@@ -26,7 +22,7 @@ from hud_vf_gym.core.chat import SUMMARY_KEY
 from hud_vf_gym.tasks.loading import load_taskset
 from hud_vf_gym.testing import FixedRepliesPolicy, ToolCallReply
 from hud_vf_gym.testing.evaluate import harness_outputs
-from tests.support import TEXT_2048_MODULE, Serve
+from tests.support import Serve, run_reaping
 
 verifiers = pytest.importorskip("verifiers")
 if not verifiers.__version__.startswith("0.4."):
@@ -38,22 +34,13 @@ ROLLOUTS = 2
 VF_EVAL_TIMEOUT_S = 900  # 8 rollouts with a uv-built chat program on 2 busy cores; only a hang gets near it
 
 
-def text_2048_servers() -> set[int]:
-    """Running 2048 servers (zombies do not count)."""
-    found = set()
-    for process in psutil.process_iter(["cmdline", "status"]):
-        try:
-            if process.info["status"] != psutil.STATUS_ZOMBIE and TEXT_2048_MODULE in (process.info["cmdline"] or []):
-                found.add(process.pid)
-        except psutil.Error:
-            continue
-    return found
-
-
 def run_vf_eval(
     base_url: str, output: Path, *extra: str, tasks: int = TASKS, rollouts: int = ROLLOUTS
 ) -> list[dict[str, Any]]:
-    """`vf-eval hud_vf_gym` with the null harness on this machine; returns each rollout's trace."""
+    """`vf-eval hud_vf_gym` with the null harness on this machine; returns each rollout's trace.
+
+    Fails the test if any process vf-eval started (its MCP servers, warm ones included) outlives it.
+    """
     vf_eval = str(Path(sys.executable).parent / "vf-eval")
     command = [
         vf_eval, "hud_vf_gym", "-n", str(tasks), "-r", str(rollouts), "-m", "scripted",
@@ -61,8 +48,10 @@ def run_vf_eval(
         "--env.agent.runtime.type", "subprocess", "-o", str(output), *extra,
     ]  # fmt: skip
     environment = {**os.environ, "OPENAI_API_KEY": "x", "PRIME_API_KEY": "x"}
-    completed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=VF_EVAL_TIMEOUT_S)
+    # under a child subreaper: only the processes this vf-eval started count, whatever else runs on the machine
+    completed, left_running = run_reaping(command, env=environment, capture_output=True, timeout=VF_EVAL_TIMEOUT_S)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert left_running == [], f"vf-eval left processes running (MCP servers, warm ones included): {left_running}"
     [traces_file] = output.glob("*/traces.jsonl")
     episodes = [json.loads(line) for line in traces_file.read_text(encoding="utf-8").splitlines()]
     return [trace for episode in episodes for trace in episode["traces"]]
@@ -70,7 +59,6 @@ def run_vf_eval(
 
 @pytest.mark.anyio
 async def test_vf_eval_plays_2048_to_the_classic_grades(serve: Serve, tmp_path: Path) -> None:
-    before = text_2048_servers()
     native = serve(
         FixedRepliesPolicy([*(ToolCallReply(f"hud_{move}", {}) for move in MOVES), ToolCallReply("hud_done", {})])
     )
@@ -93,30 +81,11 @@ async def test_vf_eval_plays_2048_to_the_classic_grades(serve: Serve, tmp_path: 
         assert rewards["tool_execution"] > 0
         weights = load_config("2048").rubric.weights.model_dump()
         assert {name: reward["weight"] for name, reward in trace["rewards"].items()} == weights
-    # the 2048 servers (warm ones in the pool included) ended with vf-eval
-    deadline = time.monotonic() + 10
-    while text_2048_servers() - before and time.monotonic() < deadline:
-        await anyio.sleep(0.2)
-    assert text_2048_servers() - before == set()
-
-
-def browser_servers() -> set[int]:
-    """Running built-in browser servers (zombies do not count)."""
-    found = set()
-    for process in psutil.process_iter(["cmdline", "status"]):
-        try:
-            cmdline = process.info["cmdline"] or []
-            if process.info["status"] != psutil.STATUS_ZOMBIE and "hud_vf_gym.environments.browser" in cmdline:
-                found.add(process.pid)
-        except psutil.Error:
-            continue
-    return found
 
 
 @pytest.mark.anyio
 async def test_vf_eval_runs_a_browser_task(serve: Serve, tmp_path: Path) -> None:
     pytest.importorskip("playwright.async_api", reason='needs pip install "hud-vf-gym[browser]"')
-    before = browser_servers()
     calls = [ToolCallReply("hud_screenshot", {}), ToolCallReply("hud_done", {})]
     model = serve(FixedRepliesPolicy(calls))
     extra = ["--env.taskset.taskset", "browser", "--env.taskset.task.config", "default"]
@@ -128,7 +97,3 @@ async def test_vf_eval_runs_a_browser_task(serve: Serve, tmp_path: Path) -> None
     assert episode["grade"]["is_error"] is False and episode["grade"]["reward"] == 0.0  # nothing was clicked
     # the screenshot came back to the model as an image part of the tool result
     assert "image_url" in json.dumps(model.requests[-1]["json"]["messages"])
-    deadline = time.monotonic() + 10
-    while browser_servers() - before and time.monotonic() < deadline:
-        await anyio.sleep(0.2)
-    assert browser_servers() - before == set()

@@ -94,6 +94,26 @@ def test_progress_live_frame_fits_the_terminal() -> None:
     assert lines[-1] == "  ... and 2 more"
 
 
+def test_progress_live_frame_on_a_terminal_that_reports_no_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a pseudo-terminal whose size was never set reports 0 x 0 (as under `script`); every line was cut to nothing
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
+    controller, terminal = os.openpty()
+    try:
+        with os.fdopen(terminal, "w", closefd=False) as stream:
+            assert os.get_terminal_size(stream.fileno()).columns == 0
+            clock = FakeClock()
+            view = LiveView(stream, clock=clock)
+            progress = Progress(total=1, already_finished=0, max_turns=10, view=view, clock=clock)
+            progress.rollout_started((0, 0), "2048_3x3_target_16")
+            lines = view.frame(progress)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert lines[0].startswith("0/1 finished | mean reward -")
+    assert lines[2].startswith("  2048_3x3_target_16 #0")
+
+
 def test_progress_eta_and_durations() -> None:
     assert [format_duration(s) for s in (0, 59.6, 61, 3725)] == ["0:00", "1:00", "1:01", "1:02:05"]
     clock = FakeClock()

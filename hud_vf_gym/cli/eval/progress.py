@@ -315,11 +315,16 @@ class LiveView:
         return [line[:width] for line in lines]
 
     def _terminal_size(self) -> os.terminal_size:
-        """The size of the terminal this view draws on (not stdout's: stdout may be a pipe or a file)."""
+        """The size of the terminal this view draws on (not stdout's: stdout may be a pipe or a file).
+
+        A terminal whose size was never set reports 0 x 0 (`script`, `docker exec -t`, some CI consoles): then
+        `COLUMNS`/`LINES` or 80 x 24, as for a stream that is no terminal, instead of cutting every line to nothing.
+        """
         try:
-            return os.get_terminal_size(self.stream.fileno())
+            size = os.get_terminal_size(self.stream.fileno())
         except (AttributeError, OSError, ValueError):  # not a real file (a test's StringIO)
             return shutil.get_terminal_size()
+        return size if size.columns > 0 and size.lines > 0 else shutil.get_terminal_size()
 
     def update(self, progress: Progress, event: str, *, force: bool = False) -> None:
         """Redraw, unless the last frame is younger than `REFRESH_S` and the change is not `force`d."""

@@ -404,12 +404,16 @@ class TaskEpisode:
     async def evaluate(self) -> Grade | None:
         """Run the evaluate call(s) and store the grade.
 
-        Returns None, grading nothing, when the session is gone or the episode was truncated by the deadline.
+        Returns None, grading nothing, when the episode never started (or is closed already) or was truncated by
+        the deadline. A server that died after the last turn is not skipped: the evaluate call reports it.
 
         Raises:
+            ServerConnectionError: a server died (or its connection dropped) before or during the evaluation.
             RolloutTimeoutError: the deadline passed during the evaluation.
         """
-        if self.session is None or not self.session.is_alive or self.is_truncated:
+        # No shortcut for a session that is no longer alive: returning None there left a rollout whose server was
+        # killed after its last turn with no grade and no error, scored as if nothing had happened (bench/soak.py).
+        if self.session is None or self.is_truncated:
             return None
         started = time.perf_counter()
         try:

@@ -375,7 +375,7 @@ class HUDTaskEnv(gymnasium.Env[str, str]):
             grade = self._run(episode.evaluate(), what=f"evaluating task {episode.task.id!r}", timeout_s=timeout_s)
         except MCPServerError as exc:
             return self._end_with_infra_error(episode, exc, observation, info, terminated=terminated)
-        if grade is None:  # the session was gone before evaluation: nothing graded it
+        if grade is None:  # no session to grade (a dead server raised above, as an infrastructure error)
             error = f"task {episode.task.id!r}: the MCP session was closed before evaluation"
             return self._end_with_infra_error(episode, error, observation, info, terminated=terminated)
         failure = episode.evaluation_failure()

@@ -43,7 +43,7 @@ from mcp.client.sse import sse_client
 from hud_vf_gym.errors import ServerConnectionError, ServerStartError, ServerTimeoutError
 from hud_vf_gym.runtime.http_watch import watched_http_client
 from hud_vf_gym.runtime.mcp_compat import MCPError, Streams, next_cursor, streamable_http_transport
-from hud_vf_gym.runtime.processes import kill_process_group, signal_group, stat_fields
+from hud_vf_gym.runtime.processes import is_running, kill_process_group, signal_group, stat_fields
 from hud_vf_gym.runtime.servers import RemoteServer, ServerEntry, StdioServer
 from hud_vf_gym.runtime.stdio_transport import describe_exit, stdio_transport
 from hud_vf_gym.runtime.variables import redact_text
@@ -140,8 +140,7 @@ class ServerConnection:
         """
         if self._process_group is None:
             return self.is_alive
-        fields = stat_fields(str(self._process_group))  # the server leads its group: its pid is the group's id
-        return fields is not None and fields[0] not in "ZX"
+        return is_running(stat_fields(str(self._process_group)))  # the server leads its group: pid == group id
 
     def abandon(self) -> None:
         """Without an event loop: SIGKILL a stdio server's process group and free the capture file."""

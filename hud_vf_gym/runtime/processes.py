@@ -13,8 +13,13 @@ from collections.abc import Iterator
 
 import anyio
 
-__all__ = ["kill_process_group", "signal_group", "stat_fields"]
+__all__ = ["is_running", "kill_process_group", "signal_group", "stat_fields"]
 
+# /proc/<pid>/stat fields (after the name, 0-based): the process flags (PF_EXITING: it has begun to exit) and the
+# bitmap of signals pending for the process's main thread.
+_FLAGS_FIELD, _PENDING_FIELD = 6, 28
+_PF_EXITING = 0x4
+_SIGKILL_BIT = 1 << (signal.SIGKILL - 1)
 # Killed processes vanish within milliseconds; this only bounds the wait should one linger (a zombie nobody reaps).
 _GROUP_EXIT_WAIT_S = 1.0
 _GROUP_EXIT_POLL_S = 0.01
@@ -52,6 +57,23 @@ def signal_group(process_group: int, signal_number: int = signal.SIGKILL) -> boo
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def is_running(fields: list[str] | None) -> bool:
+    """Whether the process whose `stat_fields` these are will run any more of its code.
+
+    Not when it is gone, a zombie, exiting, or has a SIGKILL pending: `kill -9` returns as soon as the signal is
+    queued, and until the kernel next schedules the process (on a busy machine, a while) its state still reads as
+    running. Seen as running, a pooled server killed a moment ago was handed to a rollout whose setup then failed.
+    """
+    if fields is None or fields[0] in "ZX":
+        return False
+    try:
+        exiting = int(fields[_FLAGS_FIELD]) & _PF_EXITING
+        killed = int(fields[_PENDING_FIELD]) & _SIGKILL_BIT
+    except (IndexError, ValueError):  # a kernel whose stat lacks these fields: the state alone decides
+        return True
+    return not (exiting or killed)
 
 
 def _process_stats() -> Iterator[tuple[str, list[str]]]:

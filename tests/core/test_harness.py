@@ -212,7 +212,9 @@ async def test_server_crash_mid_turn_raises_and_leaves_nothing_to_grade(marker: 
             await episode.step("<tool>crash()</tool>")
         assert isinstance(err.value, MCPServerError)  # the classic adapter bridges it to a verifiers InfraError
         assert episode.record.turns[-1].outcome is TurnOutcome.NOT_EXECUTED
-        assert await episode.evaluate() is None  # the server is gone: no grade, rather than a reward of 0
+        with pytest.raises(ServerConnectionError, match="the evaluate call|the call to tool 'evaluate'"):
+            await episode.evaluate()  # the server is gone: an infrastructure error, never a grade or a reward of 0
+        assert episode.record.grade is None
         await episode.close()
 
 

@@ -227,6 +227,21 @@ async def test_pool_replaces_a_server_killed_while_idle() -> None:
 
 
 @pytest.mark.anyio
+async def test_pool_never_hands_out_a_server_killed_a_moment_ago() -> None:
+    # issue 15 (bench/soak.py): `kill -9` returns once the signal is queued; until the kernel schedules the server
+    # its state still reads as running. A checkout right after the kill (no await between) must see it dead.
+    harness = Harness(load_config("2048", session_reuse="per_slot"))
+    with anyio.fail_after(HANG_GUARD_S):
+        reward, first_pid = await play(harness, game_task(9), ["<tool>left()</tool>"])
+        assert harness.pool is not None and harness.pool.idle_process_groups() == (first_pid,)
+        os.kill(first_pid, signal.SIGKILL)
+        again, second_pid = await play(harness, game_task(9), ["<tool>left()</tool>"])  # raised on main
+        await harness.close_all()
+    assert second_pid != first_pid
+    assert again == reward
+
+
+@pytest.mark.anyio
 async def test_pool_discards_a_session_whose_call_timed_out() -> None:
     config = load_config(COUNTER_CONFIG, session_reuse="per_slot").model_copy(
         update={"sessions": SessionsConfig(reuse="per_slot", setup_resets_state=True)}

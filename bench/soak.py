@@ -14,9 +14,9 @@ Printed, per phase and overall:
 - leftovers: server processes still running after the environments closed.
 
 Done when (issue 15): every kill noticed within 1 s (max stall < 2 s over >= 50 kills), 0 unexplained errors,
-0 silent scores, RSS growth < 10%, 0 leftovers.
+0 silent scores, RSS growth < 10%, 0 leftovers; at least `MIN_KILLS` kills, or the run proves too little.
 
-Run: `python bench/soak.py [--rollouts 1000] [--fresh-rollouts 200] [--concurrency 8] [--kill-every-s 2] [--json P]`
+Run: `python bench/soak.py [--rollouts 1000] [--fresh-rollouts 200] [--concurrency 8] [--kill-every-s 1.5] [--json P]`
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ from lib.soak_support import (
 
 CLIENT_TIMEOUT = Timeout(120.0, connect=60.0)  # the chat server is local and instant; this only bounds a hang
 FIRST_SEED = 5000
+MIN_KILLS = 50  # the issue's bar: a verdict over fewer kills could be luck
 
 
 def resources() -> dict[str, float]:
@@ -126,7 +127,8 @@ def report(phases: list[tuple[PhaseResult, Verdict]], samples: dict[str, dict[st
         f"RSS growth start->end: {growth:+.1%}; server processes left: {leftovers}"
     )
     return (
-        max(stalls, default=0.0) < 2.0
+        kills >= MIN_KILLS  # fewer kills prove little: run longer (--rollouts) or kill more often (--kill-every-s)
+        and max(stalls, default=0.0) < 2.0
         and all(not verdict.unexplained and not verdict.silent_scores for _, verdict in phases)
         and growth < 0.10
         and leftovers == 0
@@ -157,7 +159,7 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rollouts", type=int, default=1000, help="warm-phase rollouts")
     parser.add_argument("--fresh-rollouts", type=int, default=200, help="fresh-phase rollouts")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--kill-every-s", type=float, default=2.0, help="mean seconds between two kills")
+    parser.add_argument("--kill-every-s", type=float, default=1.5, help="mean seconds between two kills")
     parser.add_argument("--seed", type=int, default=0, help="seeds the killer's choices")
     parser.add_argument("--json", help="also write the raw results here")
     return parser.parse_args(argv)

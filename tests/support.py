@@ -6,14 +6,17 @@ A plain module rather than fixtures, because module-level constants and parametr
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import psutil
 
 from hud_vf_gym.testing import Policy, ScriptedChatServer
@@ -99,3 +102,30 @@ def counter_row(marker: str, task_id: str = "count-to-3", **fields: Any) -> dict
     }
     row.update(fields)
     return row
+
+
+@asynccontextmanager
+async def http_echo_server(
+    marker: str, transport: str = "streamable-http", *, start_timeout_s: float = 30.0
+) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The echo server over HTTP on a free 127.0.0.1 port: its URL (the path selects the transport) and its process.
+
+    The server is killed when the block ends.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    command = [sys.executable, str(ECHO_SERVER), f"--transport={transport}", f"--port={port}", f"--marker={marker}"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with anyio.fail_after(start_timeout_s):
+            while True:
+                try:
+                    await (await anyio.connect_tcp("127.0.0.1", port)).aclose()
+                    break
+                except OSError:
+                    await anyio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/{'sse' if transport == 'sse' else 'mcp'}", process
+    finally:
+        process.kill()
+        process.wait()

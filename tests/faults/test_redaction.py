@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import subprocess
 import sys
 import traceback
 from pathlib import Path
@@ -24,7 +22,7 @@ from hud_vf_gym.cli.app import main
 from hud_vf_gym.errors import ServerStartError
 from hud_vf_gym.runtime.session import MCPSession
 from hud_vf_gym.testing import FixedRepliesPolicy
-from tests.support import COUNTER_CONFIG, ECHO_SERVER, counter_row, processes_with
+from tests.support import COUNTER_CONFIG, counter_row, http_echo_server, processes_with
 
 HANG_GUARD_S = 60
 DB_URL = "postgres://app:pa55word@db.internal:5432/orders"
@@ -70,27 +68,13 @@ def test_eval_results_and_summaries_never_hold_a_resolved_value(
 
 @pytest.mark.anyio
 async def test_mcp_and_httpx_log_records_hide_a_query_token(marker: str, caplog: pytest.LogCaptureFixture) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    command = [sys.executable, str(ECHO_SERVER), "--transport=streamable-http", f"--port={port}", f"--marker={marker}"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     caplog.set_level(logging.DEBUG)
-    try:
+    async with http_echo_server(marker, start_timeout_s=HANG_GUARD_S) as (url, _):
         with anyio.fail_after(HANG_GUARD_S):
-            while True:
-                try:
-                    await (await anyio.connect_tcp("127.0.0.1", port)).aclose()
-                    break
-                except OSError:
-                    await anyio.sleep(0.05)
-            config = {"remote": {"url": f"http://127.0.0.1:{port}/mcp?api_key=${{API_TOKEN}}&client=${{CLIENT}}"}}
+            config = {"remote": {"url": f"{url}?api_key=${{API_TOKEN}}&client=${{CLIENT}}"}}
             environ = {"API_TOKEN": TOKEN, "CLIENT": "grader-7"}
             async with await MCPSession.open(config, environ=environ) as session:
                 assert (await session.call_tool("echo", {"text": "hi"})).text == "hi"
-    finally:
-        process.kill()
-        process.wait()
     messages = [record.getMessage() for record in caplog.records]
     requests = [message for message in messages if message.startswith("HTTP Request: POST")]
     assert requests and all("?api_key=***&client=***" in message for message in requests)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
-import subprocess
 import sys
 import traceback
 from collections.abc import AsyncIterator
@@ -28,7 +26,7 @@ from hud_vf_gym.errors import ServerConnectionError, ServerStartError, ServerTim
 from hud_vf_gym.runtime.connection import ServerConnection, close_connections
 from hud_vf_gym.runtime.mcp_compat import MCPError, is_error
 from hud_vf_gym.runtime.servers import RemoteServer, StdioServer
-from tests.support import ECHO_SERVER, TINY_SERVER, processes_with
+from tests.support import ECHO_SERVER, TINY_SERVER, http_echo_server, processes_with
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_marked_process_left")]
 
@@ -353,31 +351,9 @@ async def test_server_exiting_mid_call_names_its_exit_status_and_last_stderr_lin
         )
 
 
-@asynccontextmanager
-async def http_echo_server(marker: str, transport: str) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
-    """The echo server over HTTP on a free port: its URL (the path selects the transport) and its process."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    command = [sys.executable, str(ECHO_SERVER), f"--transport={transport}", f"--port={port}", f"--marker={marker}"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        with anyio.fail_after(HANG_GUARD_S):
-            while True:
-                try:
-                    await (await anyio.connect_tcp("127.0.0.1", port)).aclose()
-                    break
-                except OSError:
-                    await anyio.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/{'sse' if transport == 'sse' else 'mcp'}", process
-    finally:
-        process.kill()
-        process.wait()
-
-
 @pytest.mark.parametrize("transport", ["streamable-http", "sse"])
 async def test_remote_server_killed_mid_call_fails_the_waiting_request_at_once(marker: str, transport: str) -> None:
-    async with http_echo_server(marker, transport) as (url, process):
+    async with http_echo_server(marker, transport, start_timeout_s=HANG_GUARD_S) as (url, process):
         connection = ServerConnection("remote", RemoteServer(url=url), frozenset(), HANG_GUARD_S)
         try:
             with anyio.fail_after(HANG_GUARD_S):
@@ -399,7 +375,7 @@ async def test_remote_server_killed_mid_call_fails_the_waiting_request_at_once(m
 
 @pytest.mark.parametrize("transport", ["streamable-http", "sse"])
 async def test_remote_server_killed_while_idle_fails_the_next_request_at_once(marker: str, transport: str) -> None:
-    async with http_echo_server(marker, transport) as (url, process):
+    async with http_echo_server(marker, transport, start_timeout_s=HANG_GUARD_S) as (url, process):
         connection = ServerConnection("remote", RemoteServer(url=url), frozenset(), HANG_GUARD_S)
         try:
             with anyio.fail_after(HANG_GUARD_S):

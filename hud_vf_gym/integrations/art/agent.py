@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hud_vf_gym.config import EnvConfig
+from hud_vf_gym.core.chat import user_message
 from hud_vf_gym.core.harness import Harness, Observation, TaskEpisode
 from hud_vf_gym.core.record import EpisodeRecord, TurnOutcome
 from hud_vf_gym.core.rubric import score_episode
@@ -252,15 +253,6 @@ class ARTTrainingAgent:
         metrics["env_seconds"] = record.setup_seconds + record.env_seconds + record.evaluate_seconds
         metrics["episode_seconds"] = seconds
         return metrics
-
-
-def user_message(observation: Observation) -> dict[str, Any]:
-    """An observation as a chat message: text, plus `image_url` parts for screenshots (as HUDGym sends them)."""
-    if not observation.images:
-        return {"role": "user", "content": observation.text}
-    parts: list[dict[str, Any]] = [{"type": "text", "text": observation.text}]
-    parts += [{"type": "image_url", "image_url": {"url": image.data_url()}} for image in observation.images]
-    return {"role": "user", "content": parts}
 
 
 def _first_messages(

@@ -21,6 +21,7 @@ import pytest
 from hud_vf_gym.tasks.loading import load_taskset
 from hud_vf_gym.tasks.task import Task
 from hud_vf_gym.testing import NonsensePolicy, Play2048Policy, ScriptedChatServer
+from tests.support import processes_with
 
 ART_MISSING = "openpipe-art 0.5.23+ needs Python 3.12: .ci/run runs this folder in its own venv (.venv-art)"
 EXIT_TIMEOUT_S = 30.0  # servers whose session closed see stdin close and exit within seconds
@@ -38,17 +39,6 @@ def anyio_backend() -> str:
 def marker() -> str:
     """A unique command-line marker, so a test counts only the server processes it started."""
     return f"hud-vf-gym-test-{uuid.uuid4().hex[:12]}"
-
-
-def processes_with(marker: str) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        try:
-            if any(marker in part for part in process.info["cmdline"] or []):
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
 
 
 def wait_until_gone(marker: str) -> list[psutil.Process]:

@@ -33,8 +33,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "baseline": {
         "grpo": {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "gradient_checkpointing": False},
         "reuse_cache": False,
+        "share_prompts": False,
     },
-    "defaults": {"grpo": {}, "reuse_cache": True},
+    "per-row": {  # the defaults before prompt sharing: one rollout per micro-batch, checkpointed
+        "grpo": {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 4},
+        "reuse_cache": True,
+        "share_prompts": False,
+    },
+    "shared-no-ckpt": {"grpo": {"gradient_checkpointing": False}, "reuse_cache": True, "share_prompts": True},
+    "defaults": {"grpo": {}, "reuse_cache": True, "share_prompts": True},
 }
 
 
@@ -86,6 +93,7 @@ def run_variant(name: str, steps: int, seed: int, threads: int | None) -> dict[s
         output=Path("outputs/grpo-step") / name,
         grpo_overrides=dict(variant["grpo"]),
         reuse_cache=bool(variant["reuse_cache"]),
+        share_prompts=bool(variant["share_prompts"]),
     )
     config = load_config("2048", max_turns=settings.max_turns)
     with meter.phase("build trainer"):

@@ -40,6 +40,7 @@ class TrainSettings:
     output: Path = Path("outputs/learn-cpu")
     grpo_overrides: dict[str, Any] = field(default_factory=dict)  # GRPOConfig fields set on top (bench variants)
     reuse_cache: bool = True  # the rollout's generator keeps the KV cache between turns (False: the old re-reads)
+    share_prompts: bool = True  # HUDGRPOTrainer scores a group in one sequence that reads the prompt once
 
 
 def load_tasks(names: Sequence[str]) -> list[Any]:
@@ -63,9 +64,15 @@ def build_trainer(
 ) -> tuple[Any, Any, StepClock]:
     """GRPO with HUDRollout as the learning check runs it; returns the trainer, the rollout and the step clock."""
     from transformers import TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
-    from hud_vf_gym.training import HUDRollout, TransformersGenerator, reward_functions, training_dataset
+    from hud_vf_gym.training import (
+        HUDGRPOTrainer,
+        HUDRollout,
+        TransformersGenerator,
+        reward_functions,
+        training_dataset,
+    )
 
     clock = StepClock()
 
@@ -84,10 +91,10 @@ def build_trainer(
         "use_cpu": True,
         "bf16": False,
         "max_steps": settings.steps,
-        # one rollout per micro-batch, the step's rollouts accumulated: the same update (TRL's loss is normalised by
-        # the whole generation batch's tokens) with a quarter of the activations and no padding between rollouts
-        "per_device_train_batch_size": 1,
-        "gradient_accumulation_steps": settings.batch,
+        # a whole group per micro-batch, so HUDGRPOTrainer reads its shared prompt (few-shot turns and all, ~95% of
+        # every row here) once for the group's rollouts instead of once per rollout
+        "per_device_train_batch_size": settings.batch,
+        "gradient_accumulation_steps": 1,
         "num_generations": settings.num_generations,
         "max_completion_length": settings.max_turns * (settings.turn_tokens + 200),  # turns plus 3x3 boards
         "learning_rate": settings.learning_rate,
@@ -98,14 +105,14 @@ def build_trainer(
         "report_to": "none",
         "save_strategy": "no",
         "disable_tqdm": True,
-        "gradient_checkpointing": True,  # keeps one layer's activations, not 30: the loss pass fits in ~1 GB
+        "gradient_checkpointing": True,  # keeps one layer's activations, not 30
         "reward_weights": reward_weights,
         "seed": settings.seed,
     }
     options.update(settings.grpo_overrides)
     model.train()
     rollout = HUDRollout(config, tasks, turn_tokens=settings.turn_tokens, few_shot=few_shot)
-    trainer = GRPOTrainer(
+    trainer = HUDGRPOTrainer(
         model=model,
         processing_class=tokenizer,
         reward_funcs=reward_funcs,
@@ -113,6 +120,7 @@ def build_trainer(
         train_dataset=training_dataset(tasks),
         rollout_func=rollout,
         callbacks=[StepTimer()],
+        share_prompts=settings.share_prompts,
     )
     if not settings.reuse_cache:
         rollout.generator = TransformersGenerator(trainer, reuse_cache=False)

@@ -26,6 +26,7 @@ _LAZY_NAMES: dict[str, str] = {
     "ChatFormat": "hud_vf_gym.training.sequence",
     "EpisodeResult": "hud_vf_gym.training.rollout",
     "GeneratedTurn": "hud_vf_gym.training.generation",
+    "HUDGRPOTrainer": "hud_vf_gym.training.trainer",
     "Generator": "hud_vf_gym.training.generation",
     "HUDRollout": "hud_vf_gym.training.rollout",
     "LaunchPlan": "hud_vf_gym.training.launch",
@@ -48,6 +49,7 @@ __all__ = [
     "EpisodeResult",
     "GeneratedTurn",
     "Generator",
+    "HUDGRPOTrainer",
     "HUDRollout",
     "LaunchPlan",
     "TokenLimits",
@@ -76,6 +78,7 @@ if TYPE_CHECKING:
     from hud_vf_gym.training.rewards import COMPONENT_NAMES, reward_functions
     from hud_vf_gym.training.rollout import EpisodeResult, HUDRollout, initial_messages, training_dataset
     from hud_vf_gym.training.sequence import ChatFormat, TokenLimits
+    from hud_vf_gym.training.trainer import HUDGRPOTrainer
 
 
 def __getattr__(name: str) -> Any:

@@ -1,9 +1,11 @@
-"""The CPU memory settings change how a GRPO step is computed, not what it computes.
+"""The CPU speed and memory settings change how a GRPO step is computed, not what it computes.
 
-bench/learn_cpu.py and configs/train/2048-cpu.yaml train one rollout per micro-batch (the step's rollouts
-accumulated) with activation checkpointing, instead of all rollouts in one batch with every activation kept. Here
-both settings take one real GRPO step (TRL, the tiny random model, real 2048 servers) on the same rollouts, with
-plain SGD and no clipping, so the change of every weight is the gradient itself: the two must agree.
+Three ways to compute one step: TRL's trainer with all rollouts in one batch and every activation kept; TRL's
+trainer with one rollout per micro-batch (accumulated) and activation checkpointing; `HUDGRPOTrainer`, which packs
+the group into one sequence that reads the shared prompt once (what bench/learn_cpu.py and
+configs/train/2048-cpu.yaml use). Each takes one real GRPO step (TRL, the tiny random model, real 2048 servers) on
+the same rollouts, with plain SGD and no clipping, so the change of every weight is the gradient itself: they must
+agree.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pytest
 
 from hud_vf_gym.config import load_config
 from hud_vf_gym.tasks.loading import load_taskset
-from hud_vf_gym.training import GeneratedTurn, HUDRollout, reward_functions, training_dataset
+from hud_vf_gym.training import GeneratedTurn, HUDGRPOTrainer, HUDRollout, reward_functions, training_dataset
 
 transformers = pytest.importorskip("transformers", reason="the training tests need: pip install -e '.[train]'")
 trl = pytest.importorskip("trl", reason="the training tests need: pip install -e '.[train]'")
@@ -49,7 +51,7 @@ class PerRowGenerator:
         return turns
 
 
-def one_step(tiny_model: Path, output: Path, **memory: Any) -> tuple[dict[str, Any], float]:
+def one_step(tiny_model: Path, output: Path, trainer_class: Any = None, **memory: Any) -> tuple[dict[str, Any], float]:
     """Each weight's change after one GRPO step (SGD, lr 1: minus the gradient) and the logged loss."""
     config = load_config("2048", max_turns=3)
     tasks = load_taskset("2048", num_tasks=1).tasks
@@ -75,7 +77,7 @@ def one_step(tiny_model: Path, output: Path, **memory: Any) -> tuple[dict[str, A
         **memory,
     )
     rollout = HUDRollout(config, tasks, turn_tokens=12, generator=PerRowGenerator(tokenizer))
-    trainer = trl.GRPOTrainer(
+    trainer = (trainer_class or trl.GRPOTrainer)(
         model=model,
         processing_class=tokenizer,
         reward_funcs=funcs,
@@ -112,3 +114,38 @@ def test_micro_batches_with_checkpointing_give_the_same_update(tiny_model: Path,
         # TRL's chunked LM head accumulates its weight gradient in float32 even for a float64 model: fp32 tolerance
         torch.testing.assert_close(micro[name], change, rtol=1e-5, atol=1e-7, msg=f"{name} moved differently")
     assert micro_loss == pytest.approx(whole_loss, rel=1e-6, abs=1e-9)
+
+
+def test_packing_the_shared_prompt_gives_the_same_update(tiny_model: Path, tmp_path: Path) -> None:
+    whole, whole_loss = one_step(
+        tiny_model,
+        tmp_path / "whole",
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=1,
+        gradient_checkpointing=False,
+    )
+    calls: list[int] = []
+    packed, packed_loss = one_step(
+        tiny_model,
+        tmp_path / "packed",
+        trainer_class=_counting(HUDGRPOTrainer, calls),
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=1,
+        gradient_checkpointing=True,
+    )
+    assert calls == [4]  # one packed sequence held the group's four rollouts: the packed path did run
+    for name, change in whole.items():
+        torch.testing.assert_close(packed[name], change, rtol=1e-5, atol=1e-7, msg=f"{name} moved differently")
+    assert packed_loss == pytest.approx(whole_loss, rel=1e-6, abs=1e-9)
+
+
+def _counting(trainer_class: Any, calls: list[int]) -> Any:
+    """`trainer_class` recording how many rows each packed sequence held."""
+
+    class Counting(trainer_class):  # type: ignore[misc, valid-type]
+        def _packing_plan(self, *args: Any, **kwargs: Any) -> Any:
+            plan = super()._packing_plan(*args, **kwargs)
+            calls.extend(len(group.rows) for group in (plan.groups if plan else []))
+            return plan
+
+    return Counting

@@ -1,6 +1,6 @@
 """`hud-vf-gym eval`'s main job with the embedded model: batched generation against the serialised endpoint.
 
-    python bench/eval_speed.py                 # the default job: 5 tasks x 1 rollout, 10 turns, concurrency 4
+    python bench/eval_speed.py                 # the default job: 5 tasks x 1 rollout, 10 turns, concurrency 8
     python bench/eval_speed.py --repeats 2 --num-tasks 8
 
 Each variant runs the real command path (`run_eval`: HUDGym, the in-process endpoint, the 2048 servers) into its
@@ -30,9 +30,12 @@ VARIANTS = {"serialised": (1, 0), "batched": (16, 16384)}  # name -> (--max-batc
 def parse_args() -> argparse.Namespace:
     """The bench's options (defaults: the eval command's own defaults)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--num-tasks", type=int, default=5, help="Tasks of the 2048 taskset.")
-    parser.add_argument("--max-turns", type=int, default=10, help="Model turns per rollout.")
-    parser.add_argument("--concurrency", type=int, default=4, help="Rollouts at once.")
+    from hud_vf_gym.cli.eval.options import EvalOptions
+
+    defaults = EvalOptions()
+    parser.add_argument("--num-tasks", type=int, default=defaults.num_tasks, help="Tasks of the 2048 taskset.")
+    parser.add_argument("--max-turns", type=int, default=defaults.max_turns, help="Model turns per rollout.")
+    parser.add_argument("--concurrency", type=int, default=defaults.concurrency, help="Rollouts at once.")
     parser.add_argument("--repeats", type=int, default=1, help="Runs of each variant (alternating).")
     parser.add_argument("--json", type=Path, default=None, help="Write the numbers here.")
     return parser.parse_args()

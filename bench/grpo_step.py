@@ -12,8 +12,12 @@ process is slower (threads warm up), so the step time is the median of the steps
 Variants (`--variants`, in order; the first is the baseline):
 
 - `baseline`: the settings the learning check had before the memory and speed work (no activation checkpointing,
-  every turn re-reads the whole context, the model's logits over the whole vocabulary at every position);
-- `defaults`: what `HUDRollout` and `bench/learn_cpu.py` use now.
+  every turn re-reads the whole context, TRL's per-row log-probability pass);
+- `per-row`: the previous defaults: one rollout per micro-batch (accumulated), activation checkpointing, the KV
+  cache kept across turns, TRL's per-row pass (each rollout reads the shared prompt again);
+- `shared-no-ckpt`: the defaults without activation checkpointing (faster backward, more memory);
+- `defaults`: what `bench/learn_cpu.py` and configs/train/2048-cpu.yaml use now: `HUDGRPOTrainer` scoring the
+  whole group in one packed sequence that reads the prompt once, checkpointed.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ sets defaults; command-line flags override it.
 
 The model is an HF id, a local folder, or "embedded" (the default: SmolLM2-135M-Instruct converted once to a local
 folder). Rewards are the environment config's rubric components with its weights (`rewards/<component>/mean` in
-the logs). W&B is used when WANDB_API_KEY is set and `report_to` is left at none.
+the logs). W&B is used when WANDB_API_KEY is set and `report_to` is left at none. The trainer is
+`HUDGRPOTrainer`: TRL's, with a log-probability pass that reads a group's shared prompt once when the whole group is
+in one micro-batch (`per_device_train_batch_size` a multiple of `num_generations`).
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ def main(script_args: HUDGRPOArguments, training_args: Any, model_args: Any) -> 
     from hud_vf_gym.errors import ConfigError
     from hud_vf_gym.tasks.loading import load_taskset
     from hud_vf_gym.training import (
+        HUDGRPOTrainer,
         HUDRollout,
         load_few_shot,
         resolve_model,
@@ -148,7 +151,7 @@ def main(script_args: HUDGRPOArguments, training_args: Any, model_args: Any) -> 
     }
     few_shot = load_few_shot(script_args.few_shot_path) if script_args.few_shot_path else []
     rollout = HUDRollout(config, tasks, turn_tokens=script_args.max_turn_tokens, few_shot=few_shot)
-    trainer = trl.GRPOTrainer(
+    trainer = HUDGRPOTrainer(
         model=resolve_model(model_args.model_name_or_path),
         reward_funcs=reward_funcs,
         args=training_args,

@@ -343,8 +343,14 @@ class LocalChatModel:
         return self.submit(self.encode(messages, options)).result()
 
     def close(self) -> None:
-        """Stop the batching worker thread (after the batch it is running)."""
+        """Stop the batching worker thread (after the batch it is running) and drop the cached prefixes.
+
+        The prefix cache holds up to `cache_tokens` tokens of keys and values (0.75 GB for SmolLM2 at the
+        default): a process that goes on after evaluating (training, say) should not carry it.
+        """
         self.generator.close()
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
 
     def _decode(self, requests: Sequence[DecodeRequest]) -> list[DecodeResult]:
         torch = require_module("torch")

@@ -49,6 +49,11 @@ class PrefixCache:
         """How many entries are held."""
         return len(self._entries)
 
+    def clear(self) -> None:
+        """Drop every entry (their tensors are freed once no decode holds them)."""
+        self._entries.clear()
+        self._tokens = 0
+
     def take(self, prompt_ids: Sequence[int]) -> CachedPrefix | None:
         """Remove and return the entry sharing the longest prefix with `prompt_ids` (None below the minimum).
 

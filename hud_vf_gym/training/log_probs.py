@@ -17,7 +17,9 @@ from torch.utils.checkpoint import checkpoint
 
 __all__ = ["completion_log_probs", "plain_lm_head"]
 
-CHUNK_POSITIONS = 1024  # one chunk's logits: 1024 x vocabulary floats (200 MB for a 49k vocabulary)
+# a chunk's logits and the tensors softmax and its backward derive from them (about 6 of that size at once):
+# 256 x 49k-token vocabulary x 4 bytes = 50 MB each
+CHUNK_POSITIONS = 256
 # config fields by which a model rescales or caps its logits; a model with any of them keeps TRL's head
 LOGIT_TRANSFORMS = (
     "final_logit_softcapping",
@@ -37,7 +39,7 @@ def plain_lm_head(model: Any) -> torch.nn.Linear | None:
     text_config = model.config.get_text_config()
     if any(getattr(text_config, name, None) is not None for name in LOGIT_TRANSFORMS):
         return None
-    head = model.get_output_embeddings()
+    head = model.get_output_embeddings()  # type: ignore[no-untyped-call]
     return head if isinstance(head, torch.nn.Linear) else None
 
 

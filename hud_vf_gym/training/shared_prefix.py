@@ -14,7 +14,11 @@ of segment i predicts completion_i[k]. Every scored position sees exactly the co
 the log-probabilities are those of the rows (up to float summation order) and the gradient is their sum; the
 shared prompt's activations are computed once and receive the gradient of every rollout.
 
-The functions here are pure tensor bookkeeping (no model, no TRL): `pack_groups` plans the layout and `unpack`
+Only the positions whose values the loss uses need the LM head: given the micro-batch's `trained` mask (TRL's
+`tool_mask`, from the rollout's `env_mask`: 1 where the model wrote the token), the environment's tokens stay in
+the sequence as context but are not scored, and their values are 0 as for padding.
+
+The functions here are tensor bookkeeping (no model, no TRL): `pack_groups` plans the layout and `unpack`
 puts per-position values back into TRL's `(rows, completion positions)` shape.
 """
 
@@ -22,10 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import torch
+import torch
 
 __all__ = ["PackedGroup", "PackingPlan", "pack_groups", "unpack"]
 
@@ -38,11 +40,14 @@ class PackedGroup:
 
     Attributes:
         rows: the micro-batch rows this sequence holds, in order.
-        lengths: each row's completion length (its scored positions), in the same order.
+        lengths: each row's completion length, in the same order.
         input_ids: `(1, length)` token ids.
         position_ids: `(1, length)` positions, restarting at the prompt's last token for every segment.
         visible: `(1, 1, length, length)` bool, True where a query position may attend a key position.
-        shift_labels: `(1, length)` the token each position predicts; `IGNORED_LABEL` on the shared prompt.
+        shift_labels: `(1, length)` the token each scored position predicts; `IGNORED_LABEL` elsewhere (the shared
+            prompt, and completion tokens the loss does not use).
+        targets: `(scored positions,)` where each scored position's value goes in the flattened
+            `(rows, logits_to_keep)` result, in sequence order.
     """
 
     rows: tuple[int, ...]
@@ -51,6 +56,7 @@ class PackedGroup:
     position_ids: torch.Tensor
     visible: torch.Tensor
     shift_labels: torch.Tensor
+    targets: torch.Tensor
 
     @property
     def scored(self) -> torch.Tensor:
@@ -59,8 +65,6 @@ class PackedGroup:
 
     def attention_mask(self, implementation: str, dtype: torch.dtype) -> torch.Tensor:
         """The mask in the form the attention implementation takes as given: bool for SDPA, additive for eager."""
-        import torch
-
         if implementation == "sdpa":
             return self.visible
         additive = torch.zeros(self.visible.shape, dtype=dtype, device=self.visible.device)
@@ -76,7 +80,11 @@ class PackingPlan:
 
 
 def pack_groups(
-    input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int, max_tokens: int
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    logits_to_keep: int,
+    max_tokens: int,
+    trained: torch.Tensor | None = None,
 ) -> PackingPlan | None:
     """Group the rows of a TRL micro-batch by prompt and pack each group (see the module docs).
 
@@ -86,13 +94,12 @@ def pack_groups(
         logits_to_keep: how many trailing positions are the completion.
         max_tokens: the longest packed sequence (its attention mask has `max_tokens**2` entries); a group that
             would be longer is split, and a row that shares its prompt with no other fitting row is left alone.
+        trained: `(rows, logits_to_keep)`, 1 at the completion positions whose values are used (None: all).
 
     Returns:
         The plan, or None when packing saves nothing (no two rows share a prompt) or does not apply (a
         completion's tokens are not one run from its start, an empty prompt).
     """
-    import torch
-
     prompt_width = input_ids.size(1) - logits_to_keep
     completion_mask = attention_mask[:, prompt_width:].bool()
     lengths = completion_mask.sum(dim=1)
@@ -101,10 +108,10 @@ def pack_groups(
         return None  # a completion with holes in it: only the rows' own layout is safe
     rows_by_prompt: dict[tuple[int, ...], list[int]] = {}
     for row in range(input_ids.size(0)):
-        prompt = input_ids[row, :prompt_width][attention_mask[row, :prompt_width].bool()]
-        if prompt.numel() == 0:
+        prompt_ids = input_ids[row, :prompt_width][attention_mask[row, :prompt_width].bool()]
+        if prompt_ids.numel() == 0:
             return None
-        rows_by_prompt.setdefault(tuple(prompt.tolist()), []).append(row)
+        rows_by_prompt.setdefault(tuple(prompt_ids.tolist()), []).append(row)
     row_lengths = lengths.tolist()
     plan = PackingPlan(groups=[], alone=[])
     completions = input_ids[:, prompt_width:]
@@ -115,7 +122,7 @@ def pack_groups(
             if len(chunk) == 1:
                 plan.alone.extend(chunk)
             else:
-                plan.groups.append(_pack(prompt, chunk, completions, row_lengths))
+                plan.groups.append(_pack(prompt, chunk, completions, row_lengths, trained))
     return plan if plan.groups else None
 
 
@@ -132,15 +139,9 @@ def unpack(
 
     The result stays connected to `scored` for autograd (TRL's loss backpropagates through the log-probabilities).
     """
-    import torch
-
-    targets = [
-        row * logits_to_keep + torch.arange(length)
-        for group in groups
-        for row, length in zip(group.rows, group.lengths, strict=True)
-    ]
+    targets = torch.cat([group.targets for group in groups])
     flat = scored[0].new_zeros(rows * logits_to_keep)
-    flat = flat.index_put((torch.cat(targets).to(flat.device),), torch.cat(list(scored)))
+    flat = flat.index_put((targets.to(flat.device),), torch.cat(list(scored)))
     return flat.view(rows, logits_to_keep)
 
 
@@ -159,10 +160,16 @@ def _chunks(rows: list[int], lengths: list[int], *, shared: int, max_tokens: int
     return chunks
 
 
-def _pack(prompt: tuple[int, ...], rows: list[int], completions: torch.Tensor, lengths: list[int]) -> PackedGroup:
-    import torch
-
+def _pack(
+    prompt: tuple[int, ...],
+    rows: list[int],
+    completions: torch.Tensor,
+    lengths: list[int],
+    trained: torch.Tensor | None,
+) -> PackedGroup:
     device = completions.device
+    width = completions.size(1)
+    targets: list[int] = []
     shared = len(prompt) - 1  # the prompt without its last token; every segment opens with that token
     tokens: list[int] = list(prompt[:-1])
     positions: list[int] = list(range(shared))
@@ -170,14 +177,16 @@ def _pack(prompt: tuple[int, ...], rows: list[int], completions: torch.Tensor, l
     segment_of: list[int] = [0] * shared  # 0: the shared prompt, i: the i-th segment
     for segment, row in enumerate(rows, start=1):
         completion = completions[row, : lengths[row]].tolist()
+        used = [True] * len(completion) if trained is None else trained[row, : len(completion)].bool().tolist()
         tokens += [prompt[-1], *completion[:-1]]
         positions += range(shared, shared + len(completion))
-        labels += completion
+        labels += [token if keep else IGNORED_LABEL for token, keep in zip(completion, used, strict=True)]
+        targets += [row * width + index for index, keep in enumerate(used) if keep]
         segment_of += [segment] * len(completion)
-    segment = torch.tensor(segment_of, device=device)
+    segments = torch.tensor(segment_of, device=device)
     index = torch.arange(len(tokens), device=device)
     causal = index[None, :] <= index[:, None]
-    visible = causal & ((segment[None, :] == 0) | (segment[None, :] == segment[:, None]))
+    visible = causal & ((segments[None, :] == 0) | (segments[None, :] == segments[:, None]))
     return PackedGroup(
         rows=tuple(rows),
         lengths=tuple(lengths[row] for row in rows),
@@ -185,4 +194,5 @@ def _pack(prompt: tuple[int, ...], rows: list[int], completions: torch.Tensor, l
         position_ids=torch.tensor([positions], device=device),
         visible=visible[None, None],
         shift_labels=torch.tensor([labels], device=device),
+        targets=torch.tensor(targets, dtype=torch.long, device=device),
     )

@@ -21,8 +21,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from trl import GRPOTrainer
+from transformers import TrainerCallback
+from trl.trainer.grpo_trainer import GRPOTrainer
 
+from hud_vf_gym.training.host_memory import release_free_memory
 from hud_vf_gym.training.log_probs import completion_log_probs, plain_lm_head
 from hud_vf_gym.training.shared_prefix import PackedGroup, PackingPlan, pack_groups, unpack
 
@@ -32,13 +34,16 @@ PACKABLE_ATTENTION = ("sdpa", "eager")  # implementations that apply a custom 4D
 DEFAULT_MAX_PACKED_TOKENS = 8192  # a packed sequence's boolean mask is this squared: 64 MiB
 
 
-class HUDGRPOTrainer(GRPOTrainer):  # type: ignore[misc]
+class HUDGRPOTrainer(GRPOTrainer):
     """`trl.GRPOTrainer` that scores a group's rollouts in one packed sequence (see the module docs).
 
     Args:
         *args: `GRPOTrainer`'s arguments.
         share_prompts: pack rows that share a prompt (False: TRL's per-row pass, e.g. to compare).
         max_packed_tokens: the longest packed sequence; longer groups are split.
+        release_host_memory: after each rollout and each optimizer step, return the C allocator's free memory
+            to the OS (`host_memory`); None (default): when training on CPU, where it lowers the peak by the
+            freed memory a phase would otherwise keep.
         **kwargs: `GRPOTrainer`'s keyword arguments.
     """
 
@@ -47,12 +52,36 @@ class HUDGRPOTrainer(GRPOTrainer):  # type: ignore[misc]
         *args: Any,
         share_prompts: bool = True,
         max_packed_tokens: int = DEFAULT_MAX_PACKED_TOKENS,
+        release_host_memory: bool | None = None,
         **kwargs: Any,
     ) -> None:
         """Build TRL's trainer, then remember how to pack."""
         super().__init__(*args, **kwargs)
         self.share_prompts = share_prompts
         self.max_packed_tokens = max_packed_tokens
+        if release_host_memory is None:
+            release_host_memory = self.accelerator.device.type == "cpu"
+        self.release_host_memory = release_host_memory
+        if release_host_memory:
+            self.add_callback(_ReleaseAfterStep())
+        self._trained_positions: torch.Tensor | None = None
+
+    def _generate_and_score_completions(self, inputs: Any) -> Any:
+        """TRL's rollouts and rewards; then the memory generation freed goes back to the OS before the loss pass."""
+        output = super()._generate_and_score_completions(inputs)
+        if self.release_host_memory:
+            release_free_memory()
+        return output
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
+        """TRL's loss; its log-probability pass scores only the positions the loss uses (the model's tokens)."""
+        # TRL's tool_mask is the rollout's env_mask: its loss, entropy mask and metrics all multiply by it, so the
+        # environment's tokens need no LM head (on the CPU learning check they are 80% of the completion)
+        self._trained_positions = inputs.get("tool_mask")
+        try:
+            return super()._compute_loss(model, inputs)  # type: ignore[no-any-return, no-untyped-call]
+        finally:
+            self._trained_positions = None
 
     def _get_per_token_logps_and_entropies(
         self,
@@ -149,4 +178,14 @@ class HUDGRPOTrainer(GRPOTrainer):  # type: ignore[misc]
         window = getattr(text_config, "sliding_window", None)
         if window and getattr(text_config, "use_sliding_window", True) and input_ids.size(1) > window:
             return None  # a custom mask replaces the model's sliding window, which the rows would reach
-        return pack_groups(input_ids, attention_mask, logits_to_keep, self.max_packed_tokens)
+        trained = self._trained_positions
+        if trained is not None and tuple(trained.shape) != (input_ids.size(0), logits_to_keep):
+            trained = None  # not this pass's rows: score every position
+        return pack_groups(input_ids, attention_mask, logits_to_keep, self.max_packed_tokens, trained)
+
+
+class _ReleaseAfterStep(TrainerCallback):
+    """After the optimizer step (gradients freed, AdamW's temporaries gone), return the freed memory to the OS."""
+
+    def on_step_end(self, *_: Any, **__: Any) -> None:
+        release_free_memory()

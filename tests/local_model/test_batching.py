@@ -170,3 +170,15 @@ def test_the_cache_keeps_at_most_its_token_budget(model: Any) -> None:
         prompt = tuple(range(start * 3 + 2, start * 3 + 42))  # 40 tokens each, all different
         run_cached(model, [DecodeRequest(prompt, max_new_tokens=3)], cache)
     assert len(cache) == 2  # 4 entries of ~42 tokens: only the newest two fit in 100
+
+
+def test_clearing_the_cache_drops_every_entry_and_the_next_turn_reads_in_full(model: Any) -> None:
+    cache = PrefixCache(max_tokens=10_000)
+    first = [DecodeRequest(LONG, max_new_tokens=3)]
+    reply = run_cached(model, first, cache)[0]
+    assert len(cache) == 1
+    cache.clear()
+    assert len(cache) == 0
+    next_turn = [DecodeRequest(LONG + reply.token_ids + (50,), max_new_tokens=3)]
+    assert run_cached(model, next_turn, cache) == run(model, next_turn)
+    assert cache.hits == 0  # nothing left to continue from

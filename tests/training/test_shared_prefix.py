@@ -85,6 +85,20 @@ def test_a_completion_with_holes_is_never_packed() -> None:
     assert pack_groups(ids, mask, logits_to_keep=5, max_tokens=100) is None
 
 
+def test_only_trained_positions_are_scored_and_the_others_stay_context() -> None:
+    ids, mask = micro_batch([(A, [1, 2, 3, 4]), (A, [5, 6])])
+    trained = torch.tensor([[1, 0, 0, 1, 0], [1, 1, 0, 0, 0]])  # row 0: tokens 2 and 3 are the environment's
+    plan = pack_groups(ids, mask, logits_to_keep=5, max_tokens=100, trained=trained)
+    assert plan is not None
+    (group,) = plan.groups
+    assert group.input_ids.tolist() == [[5, 6, 7, 8, 1, 2, 3, 8, 5]]  # every token is still read
+    ignored = IGNORED_LABEL
+    assert group.shift_labels.tolist() == [[ignored] * 3 + [1, ignored, ignored, 4, 5, 6]]
+    values = group.shift_labels[0][group.scored].double()
+    out = unpack(plan.groups, [values], rows=2, logits_to_keep=5)
+    assert out.tolist() == [[1, 0, 0, 4, 0], [5, 6, 0, 0, 0]]
+
+
 def test_unpack_puts_values_back_in_rows_and_zeros_elsewhere() -> None:
     ids, mask = micro_batch([(A, [1, 2, 3]), (B, [9]), (A, [4, 5])])
     plan = pack_groups(ids, mask, logits_to_keep=5, max_tokens=100)
@@ -144,3 +158,21 @@ def test_packed_log_probs_entropies_and_gradients_are_the_per_row_ones(tiny_trai
         # float32 heads: gradients (up to ~10 here) agree to float32 rounding; a wrong mask moves them by >1e-2
         torch.testing.assert_close(packed, per_row, rtol=1e-4, atol=1e-5)
     assert packed_logps[:, :2].abs().min() > 0  # real log-probabilities, not an all-zero result that would match
+
+
+def test_the_loss_pass_scores_the_models_tokens_only_with_the_per_row_values(tiny_trainer: Any) -> None:
+    model = tiny_trainer.model
+    model.config._attn_implementation = "sdpa"
+    prompt = [11, 12, 13, 14, 15, 16]
+    ids, mask = micro_batch([(prompt, [1, 2, 3, 4, 5]), (prompt, [7, 8, 9])])
+    trained = torch.tensor([[1, 1, 0, 0, 1], [0, 1, 1, 0, 0]])  # what TRL's tool_mask holds during the loss pass
+    tiny_trainer.share_prompts = False
+    per_row, _, _ = tiny_trainer._get_per_token_logps_and_entropies(model, ids, mask, 5)
+    tiny_trainer.share_prompts = True
+    tiny_trainer._trained_positions = trained
+    try:
+        packed, _, _ = tiny_trainer._get_per_token_logps_and_entropies(model, ids, mask, 5)
+    finally:
+        tiny_trainer._trained_positions = None
+    torch.testing.assert_close(packed * trained, per_row * trained, rtol=1e-6, atol=1e-6)
+    assert torch.all(packed[trained == 0] == 0)  # the environment's tokens were never projected

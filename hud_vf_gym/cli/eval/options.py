@@ -56,7 +56,9 @@ class EvalOptions:
         default=10,
         metadata={"help": "Model turns per rollout before truncation (replaces the config's defaults.max_turns)."},
     )
-    concurrency: int = field(default=4, metadata={"help": "Rollouts that run at the same time."})
+    # 8 runs the default job's 5 rollouts at once: the in-process model decodes concurrent turns as one batch, so a
+    # rollout left waiting for a slot costs its whole length in wall time, and one more batch row costs little
+    concurrency: int = field(default=8, metadata={"help": "Rollouts that run at the same time."})
 
     # Sampling
     temperature: float = field(default=0.0, metadata={"help": "Sampling temperature; 0 is greedy."})

@@ -15,7 +15,7 @@ Variants (`--variants`, in order; the first is the baseline):
   every turn re-reads the whole context, TRL's per-row log-probability pass);
 - `per-row`: the previous defaults: one rollout per micro-batch (accumulated), activation checkpointing, the KV
   cache kept across turns, TRL's per-row pass (each rollout reads the shared prompt again);
-- `shared-no-ckpt`: the defaults without activation checkpointing (faster backward, more memory);
+- `keep-freed`: the defaults without `release_host_memory` (glibc keeps what PyTorch frees; less CPU, more RSS);
 - `defaults`: what `bench/learn_cpu.py` and configs/train/2048-cpu.yaml use now: `HUDGRPOTrainer` scoring the
   whole group in one packed sequence that reads the prompt once, checkpointed.
 """
@@ -38,14 +38,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "grpo": {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "gradient_checkpointing": False},
         "reuse_cache": False,
         "share_prompts": False,
+        "release_host_memory": False,
     },
     "per-row": {  # the defaults before prompt sharing: one rollout per micro-batch, checkpointed
         "grpo": {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 4},
         "reuse_cache": True,
         "share_prompts": False,
+        "release_host_memory": False,
     },
-    "shared-no-ckpt": {"grpo": {"gradient_checkpointing": False}, "reuse_cache": True, "share_prompts": True},
-    "defaults": {"grpo": {}, "reuse_cache": True, "share_prompts": True},
+    "keep-freed": {"grpo": {}, "reuse_cache": True, "share_prompts": True, "release_host_memory": False},
+    "defaults": {"grpo": {}, "reuse_cache": True, "share_prompts": True, "release_host_memory": None},
 }
 
 
@@ -98,6 +100,7 @@ def run_variant(name: str, steps: int, seed: int, threads: int | None) -> dict[s
         grpo_overrides=dict(variant["grpo"]),
         reuse_cache=bool(variant["reuse_cache"]),
         share_prompts=bool(variant["share_prompts"]),
+        release_host_memory=variant["release_host_memory"],
     )
     config = load_config("2048", max_turns=settings.max_turns)
     with meter.phase("build trainer"):

@@ -41,6 +41,7 @@ class TrainSettings:
     grpo_overrides: dict[str, Any] = field(default_factory=dict)  # GRPOConfig fields set on top (bench variants)
     reuse_cache: bool = True  # the rollout's generator keeps the KV cache between turns (False: the old re-reads)
     share_prompts: bool = True  # HUDGRPOTrainer scores a group in one sequence that reads the prompt once
+    release_host_memory: bool | None = None  # None: HUDGRPOTrainer's default (on, on CPU)
 
 
 def load_tasks(names: Sequence[str]) -> list[Any]:
@@ -121,6 +122,7 @@ def build_trainer(
         rollout_func=rollout,
         callbacks=[StepTimer()],
         share_prompts=settings.share_prompts,
+        release_host_memory=settings.release_host_memory,
     )
     if not settings.reuse_cache:
         rollout.generator = TransformersGenerator(trainer, reuse_cache=False)

@@ -24,7 +24,12 @@ import torch
 from transformers import TrainerCallback
 from trl.trainer.grpo_trainer import GRPOTrainer
 
-from hud_vf_gym.training.host_memory import release_free_memory
+from hud_vf_gym.training.host_memory import (
+    GENERATION_MMAP_THRESHOLD,
+    LOSS_PASS_MMAP_THRESHOLD,
+    release_free_memory,
+    set_mmap_threshold,
+)
 from hud_vf_gym.training.log_probs import completion_log_probs, plain_lm_head
 from hud_vf_gym.training.shared_prefix import PackedGroup, PackingPlan, pack_groups, unpack
 
@@ -41,9 +46,10 @@ class HUDGRPOTrainer(GRPOTrainer):
         *args: `GRPOTrainer`'s arguments.
         share_prompts: pack rows that share a prompt (False: TRL's per-row pass, e.g. to compare).
         max_packed_tokens: the longest packed sequence; longer groups are split.
-        release_host_memory: after each rollout and each optimizer step, return the C allocator's free memory
-            to the OS (`host_memory`); None (default): when training on CPU, where it lowers the peak by the
-            freed memory a phase would otherwise keep.
+        release_host_memory: return the C allocator's free memory to the OS after each rollout and each
+            optimizer step, and allocate the loss pass's large blocks as their own mappings (`host_memory`);
+            None (default): when training on CPU, where it lowers the peak by the freed memory a phase would
+            otherwise keep.
         **kwargs: `GRPOTrainer`'s keyword arguments.
     """
 
@@ -68,9 +74,12 @@ class HUDGRPOTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs: Any) -> Any:
         """TRL's rollouts and rewards; then the memory generation freed goes back to the OS before the loss pass."""
+        if self.release_host_memory:
+            set_mmap_threshold(GENERATION_MMAP_THRESHOLD)
         output = super()._generate_and_score_completions(inputs)
         if self.release_host_memory:
             release_free_memory()
+            set_mmap_threshold(LOSS_PASS_MMAP_THRESHOLD)  # until the next generation: loss, backward, optimizer
         return output
 
     def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:

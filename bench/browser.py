@@ -204,7 +204,7 @@ async def measure_turn(calls: int) -> dict[str, list[float]]:
             marks.append(time.perf_counter())
             base64.b64encode(shot).decode("ascii")
             marks.append(time.perf_counter())
-            for name, before, after in zip(list(parts)[:4], marks, marks[1:], strict=True):
+            for name, before, after in zip(list(parts)[:4], marks[:-1], marks[1:], strict=True):
                 parts[name].append(after - before)
             started = time.perf_counter()
             await session.computer(call, None)

@@ -69,8 +69,8 @@ PLAYWRIGHT_DISABLED_FEATURES = (
 )  # fmt: skip
 # Every task opens a new context, which in headless Chromium is a new window; by default each one also starts a
 # renderer for the omnibox popup (browser UI no headless page shows) and a spare renderer for a next navigation
-# that never comes before the context closes. Without them a context starts one renderer instead of three: about
-# 0.25 s less CPU per task on a 2-core machine (bench/browser.py --cpu). Pages render the same.
+# that never comes before the context closes. Without them a context starts one renderer instead of three, and a
+# warm 6-turn rollout costs about 0.75 s of CPU instead of 1.6 s (bench/browser.py --cpu). Pages render the same.
 IDLE_RENDERER_FEATURES = (
     "WebUIOmniboxPopup",
     "WebUIOmniboxAimPopup",

@@ -72,6 +72,14 @@ class HUDGRPOTrainer(GRPOTrainer):
             self.add_callback(_ReleaseAfterStep())
         self._trained_positions: torch.Tensor | None = None
 
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """TRL's training loop; the allocator's threshold for separate mappings is left at glibc's ceiling after."""
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            if self.release_host_memory:
+                set_mmap_threshold(GENERATION_MMAP_THRESHOLD)
+
     def _generate_and_score_completions(self, inputs: Any) -> Any:
         """TRL's rollouts and rewards; then the memory generation freed goes back to the OS before the loss pass."""
         if self.release_host_memory:

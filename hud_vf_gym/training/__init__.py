@@ -1,14 +1,17 @@
 """GRPO training on HUD tasks with TRL: a multi-turn `rollout_func`, reward functions, generation backends, launcher.
 
 ```python
-from hud_vf_gym.training import HUDRollout, reward_functions, training_dataset
+from hud_vf_gym.training import HUDGRPOTrainer, HUDRollout, reward_functions, training_dataset
 
 rollout = HUDRollout(config, tasks, turn_tokens=64)
 reward_funcs, reward_weights = reward_functions(config.rubric.weights)
-args = GRPOConfig(..., reward_weights=reward_weights)
-trainer = GRPOTrainer(model, reward_funcs=reward_funcs, args=args, train_dataset=training_dataset(tasks),
-                      rollout_func=rollout)
+args = GRPOConfig(..., reward_weights=reward_weights)  # per_device_train_batch_size: a multiple of num_generations
+trainer = HUDGRPOTrainer(model, reward_funcs=reward_funcs, args=args, train_dataset=training_dataset(tasks),
+                         rollout_func=rollout)
 ```
+
+`HUDGRPOTrainer` is TRL's `GRPOTrainer` with a log-probability pass that reads a group's shared prompt once
+(`trainer`, `shared_prefix`); TRL's own `GRPOTrainer` works with the same rollout, slower.
 
 `train/grpo.py` wires exactly this from a YAML file. The public names are imported on first use (so
 `python -m hud_vf_gym.training.launch` stays quick), and nothing here imports torch or trl until a generation

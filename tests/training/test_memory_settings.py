@@ -94,14 +94,22 @@ def one_step(tiny_model: Path, output: Path, trainer_class: Any = None, **memory
     return changes, float(loss)
 
 
-def test_micro_batches_with_checkpointing_give_the_same_update(tiny_model: Path, tmp_path: Path) -> None:
-    whole, whole_loss = one_step(
+@pytest.fixture(scope="module")
+def whole_batch_step(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], float]:
+    """The reference: TRL's trainer, all four rollouts in one batch, every activation kept."""
+    return one_step(
         tiny_model,
-        tmp_path / "whole",
+        tmp_path_factory.mktemp("whole"),
         per_device_train_batch_size=4,
         gradient_accumulation_steps=1,
         gradient_checkpointing=False,
     )
+
+
+def test_micro_batches_with_checkpointing_give_the_same_update(
+    tiny_model: Path, tmp_path: Path, whole_batch_step: tuple[dict[str, Any], float]
+) -> None:
+    whole, whole_loss = whole_batch_step
     micro, micro_loss = one_step(
         tiny_model,
         tmp_path / "micro",
@@ -116,14 +124,10 @@ def test_micro_batches_with_checkpointing_give_the_same_update(tiny_model: Path,
     assert micro_loss == pytest.approx(whole_loss, rel=1e-6, abs=1e-9)
 
 
-def test_packing_the_shared_prompt_gives_the_same_update(tiny_model: Path, tmp_path: Path) -> None:
-    whole, whole_loss = one_step(
-        tiny_model,
-        tmp_path / "whole",
-        per_device_train_batch_size=4,
-        gradient_accumulation_steps=1,
-        gradient_checkpointing=False,
-    )
+def test_packing_the_shared_prompt_gives_the_same_update(
+    tiny_model: Path, tmp_path: Path, whole_batch_step: tuple[dict[str, Any], float]
+) -> None:
+    whole, whole_loss = whole_batch_step
     calls: list[int] = []
     packed, packed_loss = one_step(
         tiny_model,

@@ -124,18 +124,13 @@ class HUDGRPOTrainer(GRPOTrainer):
                 compute_aux_loss=compute_aux_loss,
                 **model_inputs,
             )
-        logps, entropies = [], []
-        for group in plan.groups:
-            group_logps, group_entropies = self._score_group(model, group, compute_entropy)
-            logps.append(group_logps)
-            entropies.append(group_entropies)
+        scored = [self._score_group(model, group, compute_entropy) for group in plan.groups]
         rows = input_ids.size(0)
-        per_token_logps = unpack(plan.groups, logps, rows, logits_to_keep)
+        per_token_logps = unpack(plan.groups, [logps for logps, _ in scored], rows, logits_to_keep)
         per_token_entropies = None
         if compute_entropy:
-            per_token_entropies = unpack(
-                plan.groups, [value for value in entropies if value is not None], rows, logits_to_keep
-            )
+            entropies = [entropy for _, entropy in scored if entropy is not None]
+            per_token_entropies = unpack(plan.groups, entropies, rows, logits_to_keep)
         if plan.alone:
             alone = torch.tensor(plan.alone, device=input_ids.device)
             alone_logps, alone_entropies, _ = super()._get_per_token_logps_and_entropies(

@@ -6,6 +6,7 @@ processes it started (descendants of this test process only).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import psutil
@@ -18,6 +19,7 @@ from hud_vf_gym.environments.browser.browser import (
     Chromium,
 )
 from hud_vf_gym.environments.browser.pages import build_page_task
+from tests.support import live_children
 
 pytest.importorskip("playwright.async_api", reason='needs pip install "hud-vf-gym[browser]"')
 
@@ -29,12 +31,10 @@ SCREENSHOT_TASKS = ("log-in", "triage-inbox", "fill-form", "scroll-to-find")
 def _chromium_processes() -> list[psutil.Process]:
     """The Chromium processes this test process started (at any depth) that still run."""
     found = []
-    for process in psutil.Process().children(recursive=True):
-        try:
-            if "chrom" in process.name() and process.status() != psutil.STATUS_ZOMBIE:
+    for process in live_children():
+        with contextlib.suppress(psutil.Error):  # it may exit between the listing and the name
+            if "chrom" in process.name():
                 found.append(process)
-        except psutil.Error:
-            continue
     return found
 
 

@@ -7,8 +7,10 @@ processes it started (descendants of this test process only).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
+import anyio
 import psutil
 import pytest
 
@@ -46,10 +48,24 @@ def _command_lines(kind: str | None) -> list[list[str]]:
             command = process.cmdline()
         except psutil.Error:
             continue
+        if not command:  # a process that is exiting shows no command line: it is no browser, renderer or other
+            continue
         types = [part.removeprefix("--type=") for part in command if part.startswith("--type=")]
         if (types[0] if types else None) == kind:
             lines.append(command)
     return lines
+
+
+async def _renderers_settle(expected: int, timeout_s: float = 15.0) -> list[list[str]]:
+    """The renderer command lines once there are `expected` of them, or as they are at the deadline.
+
+    Chromium ends a closed context's renderer asynchronously: on a loaded machine it can still be exiting when the
+    next context starts, which is not a renderer "left" by it.
+    """
+    deadline = time.monotonic() + timeout_s
+    while len(renderers := _command_lines("renderer")) != expected and time.monotonic() < deadline:
+        await anyio.sleep(0.1)
+    return renderers
 
 
 @pytest.fixture
@@ -81,11 +97,15 @@ async def test_a_task_context_starts_one_renderer_and_closing_it_ends_it(chromiu
     for _ in range(2):  # the second context must not find a renderer left by the first
         tab = await chromium.new_tab(width=WIDTH, height=HEIGHT)
         await tab.page.set_content(page_task.html)
-        renderers = _command_lines("renderer")
+        renderers = await _renderers_settle(1)
         assert len(renderers) == 1, [" ".join(command[:4]) for command in renderers]
         assert not any("--top-chrome-webui" in command for command in renderers)  # no browser-UI renderer
         await tab.close()
+        assert await _renderers_settle(0) == []  # the context's renderer ends with it
     await chromium.close()
+    deadline = time.monotonic() + 15.0
+    while _chromium_processes() and time.monotonic() < deadline:
+        await anyio.sleep(0.1)
     assert _chromium_processes() == []
 
 

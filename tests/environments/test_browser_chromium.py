@@ -6,11 +6,11 @@ processes it started (descendants of this test process only).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
 
-import anyio
 import psutil
 import pytest
 
@@ -64,7 +64,7 @@ async def _renderers_settle(expected: int, timeout_s: float = 15.0) -> list[list
     """
     deadline = time.monotonic() + timeout_s
     while len(renderers := _command_lines("renderer")) != expected and time.monotonic() < deadline:
-        await anyio.sleep(0.1)
+        await asyncio.sleep(0.1)
     return renderers
 
 
@@ -105,7 +105,7 @@ async def test_a_task_context_starts_one_renderer_and_closing_it_ends_it(chromiu
     await chromium.close()
     deadline = time.monotonic() + 15.0
     while _chromium_processes() and time.monotonic() < deadline:
-        await anyio.sleep(0.1)
+        await asyncio.sleep(0.1)
     assert _chromium_processes() == []
 
 

@@ -139,9 +139,10 @@ def _prefill(
     prefix, holes, the rest of its prompt. The attention mask marks the holes; positions count real tokens only.
     """
     import torch
-    from transformers import DynamicCache
 
-    cache = DynamicCache(config=model.config)
+    from hud_vf_gym.local_model.growing_cache import growing_cache
+
+    cache = growing_cache(model.config)  # decoding steps write in place, not by copying the whole cache
     cached = [prefix.length if prefix else 0 for prefix in prefixes]
     cached_width = max(cached)
     rows = len(requests)

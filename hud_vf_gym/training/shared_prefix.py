@@ -59,13 +59,18 @@ class PackedGroup:
     targets: torch.Tensor
 
     @property
+    def shared(self) -> int:
+        """How many leading positions are the shared prompt (every segment opens with a copy of its last token)."""
+        return int(self.input_ids.size(1)) - sum(self.lengths)
+
+    @property
     def scored(self) -> torch.Tensor:
         """`(length,)` bool: the positions that predict a completion token."""
         return self.shift_labels[0] != IGNORED_LABEL
 
     def attention_mask(self, implementation: str, dtype: torch.dtype) -> torch.Tensor:
-        """The mask in the form the attention implementation takes as given: bool for SDPA, additive for eager."""
-        if implementation == "sdpa":
+        """The mask in the form the attention implementation takes as given: additive for eager, else bool (SDPA)."""
+        if implementation != "eager":
             return self.visible
         additive = torch.zeros(self.visible.shape, dtype=dtype, device=self.visible.device)
         return additive.masked_fill_(~self.visible, torch.finfo(dtype).min)

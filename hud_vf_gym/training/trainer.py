@@ -18,6 +18,7 @@ losses and attention implementations that take no custom mask (FlashAttention) g
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -32,10 +33,17 @@ from hud_vf_gym.training.host_memory import (
 )
 from hud_vf_gym.training.log_probs import completion_log_probs, plain_lm_head
 from hud_vf_gym.training.shared_prefix import PackedGroup, PackingPlan, pack_groups, unpack
+from hud_vf_gym.training.shared_prefix_attention import (
+    ATTENTION_NAME,
+    LAYOUT_KEYWORD,
+    SegmentLayout,
+    shared_prefix_attention,
+)
 
 __all__ = ["HUDGRPOTrainer"]
 
-PACKABLE_ATTENTION = ("sdpa", "eager")  # implementations that apply a custom 4D mask as given
+# implementations that apply a custom 4D mask as given (ATTENTION_NAME: sdpa, switched during a training step)
+PACKABLE_ATTENTION = ("sdpa", "eager", ATTENTION_NAME)
 DEFAULT_MAX_PACKED_TOKENS = 8192  # a packed sequence's boolean mask is this squared: 64 MiB
 
 
@@ -79,6 +87,13 @@ class HUDGRPOTrainer(GRPOTrainer):
         finally:
             if self.release_host_memory:
                 set_mmap_threshold(GENERATION_MMAP_THRESHOLD)
+
+    def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> torch.Tensor:
+        """TRL's step; an SDPA model attends packed groups block by block, in the loss pass and its backward."""
+        # the switch spans backward too: activation checkpointing recomputes the forward there
+        switch = shared_prefix_attention(self.accelerator.unwrap_model(model)) if self.share_prompts else None
+        with switch or contextlib.nullcontext():
+            return super().training_step(model, inputs, num_items_in_batch)  # type: ignore[no-any-return, no-untyped-call]
 
     def _generate_and_score_completions(self, inputs: Any) -> Any:
         """TRL's rollouts and rewards; then the memory generation freed goes back to the OS before the loss pass."""
@@ -151,9 +166,11 @@ class HUDGRPOTrainer(GRPOTrainer):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Log-probabilities (and entropies) of a packed group's scored positions, in order."""
         unwrapped = self.accelerator.unwrap_model(model)
-        mask = group.attention_mask(unwrapped.config._attn_implementation, unwrapped.dtype)
         head = plain_lm_head(unwrapped) if model is unwrapped and group.input_ids.device.type == "cpu" else None
-        with self.accelerator.autocast():
+        # the dense mask is what every implementation can apply; the block-wise SDPA reads the layout instead
+        layout = {LAYOUT_KEYWORD: SegmentLayout(group.shared, group.lengths)}
+        with shared_prefix_attention(unwrapped), self.accelerator.autocast():
+            mask = group.attention_mask(unwrapped.config._attn_implementation, unwrapped.dtype)
             if head is None:
                 outputs = model(
                     input_ids=group.input_ids,
@@ -161,12 +178,17 @@ class HUDGRPOTrainer(GRPOTrainer):
                     position_ids=group.position_ids,
                     shift_labels=group.shift_labels,
                     fused_lm_head=True,
+                    **layout,
                 )
                 entropy = outputs.entropy[0][group.scored] if compute_entropy else None
                 return outputs.log_probs[0][group.scored], entropy
             # TRL's fused head scores every position off Triton devices; here the shared prompt is most of them
             hidden = unwrapped.base_model(
-                input_ids=group.input_ids, attention_mask=mask, position_ids=group.position_ids, use_cache=False
+                input_ids=group.input_ids,
+                attention_mask=mask,
+                position_ids=group.position_ids,
+                use_cache=False,
+                **layout,
             ).last_hidden_state[0][group.scored]
             labels = group.shift_labels[0][group.scored]
             return completion_log_probs(hidden, head, labels, self.temperature, with_entropy=compute_entropy)

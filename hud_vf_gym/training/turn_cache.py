@@ -168,7 +168,7 @@ class TurnCache:
     def _prefill_unique(self, contexts: Sequence[Sequence[int]]) -> None:
         """Start over: run the model once over every distinct context minus its last token (left-padded)."""
         torch = _torch()
-        from transformers import DynamicCache
+        from hud_vf_gym.local_model.growing_cache import growing_cache
 
         prefixes = list(dict.fromkeys(tuple(context[:-1]) for context in contexts))
         width = max(len(prefix) for prefix in prefixes)
@@ -181,7 +181,7 @@ class TurnCache:
                 ids[position, offset:] = torch.tensor(prefix, dtype=torch.long, device=self.device)
                 mask[position, offset:] = 1
             rows.append(_Row(list(prefix), list(range(offset, width))))
-        self.cache = DynamicCache(config=self.model.config)
+        self.cache = growing_cache(self.model.config)  # decoding steps write in place, not by copying
         if width:
             position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
             self.model(  # only the cache is wanted: one position's logits, not the whole vocabulary per token

@@ -354,8 +354,10 @@ class LocalChatModel:
 
     def _decode(self, requests: Sequence[DecodeRequest]) -> list[DecodeResult]:
         torch = require_module("torch")
+        from hud_vf_gym.local_model.skinny_linear import skinny_linear
+
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        with torch.inference_mode():
+        with torch.inference_mode(), skinny_linear(self.model):  # decoding steps: a few rows per weight matrix
             return decode(
                 self.model,
                 requests,

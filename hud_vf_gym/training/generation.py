@@ -99,6 +99,8 @@ class TransformersGenerator:
         """Unwrap (and under ZeRO-3 gather) the model once, with gradients off, for the whole rollout call."""
         torch = _import("torch")
         trl_models = _import("trl.models")
+        from hud_vf_gym.local_model.skinny_linear import skinny_linear
+
         trainer, args = self.trainer, self.trainer.args
         with (
             trl_models.unwrap_model_for_generation(
@@ -109,6 +111,7 @@ class TransformersGenerator:
                 gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs,
             ) as model,
             torch.no_grad(),
+            skinny_linear(model),  # decoding steps on CPU: a few rows per weight matrix
         ):
             self._model = model
             try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import time
 from collections.abc import AsyncIterator
 
@@ -117,7 +118,7 @@ async def test_screenshots_are_the_same_as_with_playwrights_features_only(
         shots = {}
         for task in SCREENSHOT_TASKS:
             tab = await browser.new_tab(width=WIDTH, height=HEIGHT)
-            await tab.page.set_content(build_page_task(task, 0).html)
+            await tab.show(build_page_task(task, 0).html)
             await tab.settle()
             shots[task] = await tab.screenshot()
             await tab.close()
@@ -135,6 +136,29 @@ async def test_screenshots_are_the_same_as_with_playwrights_features_only(
     # PNG encoding is deterministic, so equal pixels give equal bytes
     assert {task: len(shot) for task, shot in ours.items()} == {task: len(shot) for task, shot in reference.items()}
     assert ours == reference
+
+
+@pytest.mark.anyio
+async def test_the_fast_capture_shows_playwrights_pixels_whatever_the_carets_blink_phase(chromium: Chromium) -> None:
+    pil = pytest.importorskip("PIL.Image", reason="compares decoded pixels")
+    tab = await chromium.new_tab(width=WIDTH, height=HEIGHT)
+    try:
+        await tab.show(build_page_task("log-in", 0).html)
+        await tab.page.focus("input")  # a focused text field: its caret blinks about every 500 ms
+        pixels, encoded = set(), set()
+        for _ in range(6):  # spread over more than one blink period
+            fast = await tab.screenshot()
+            reference = await tab.page.screenshot(type="png")  # Playwright hides the caret while it captures
+            encoded.add(len(fast))
+            for shot in (fast, reference):
+                with pil.open(io.BytesIO(shot)) as image:
+                    assert image.size == (WIDTH, HEIGHT)
+                    pixels.add(image.convert("RGB").tobytes())
+            await asyncio.sleep(0.2)
+        assert len(pixels) == 1  # one image: the fast capture's equals Playwright's, in every phase
+        assert len(encoded) == 1
+    finally:
+        await tab.close()
 
 
 def _playwrights_list() -> str:

@@ -153,7 +153,7 @@ class BrowserSession:
             else:
                 page_task = build_page_task(task, seed)
                 tab = await self._new_tab(zoom=1.0)
-                await tab.page.set_content(page_task.html)
+                await tab.show(page_task.html)
                 self._task = _OpenTask(task, seed, page_task.goal, page_task=page_task)
             return await self._setup_result()
 
@@ -172,7 +172,7 @@ class BrowserSession:
         async with self._lock:
             self._task = None
             tab = await self._new_tab(zoom=1.0)
-            await tab.page.set_content(html)
+            await tab.show(html)
             self._task = _OpenTask("load_html", 0, goal)
             return await self._setup_result()
 

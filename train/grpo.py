@@ -58,6 +58,15 @@ class HUDGRPOArguments:
         },
     )
 
+    # -- host memory ----------------------------------------------------------------------------------------------
+    release_host_memory: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Return memory PyTorch freed to the OS during training (unset: on CPU only). false: faster CPU "
+            "steps for more peak RSS (the learning check: 25 instead of 34 s, 3.8 instead of 2.8 GiB)."
+        },
+    )
+
     # -- extra rewards --------------------------------------------------------------------------------------------
     extra_reward_funcs: list[str] = field(
         default_factory=list,
@@ -158,6 +167,7 @@ def main(script_args: HUDGRPOArguments, training_args: Any, model_args: Any) -> 
         train_dataset=training_dataset(tasks),
         peft_config=trl.get_peft_config(model_args),
         rollout_func=rollout,
+        release_host_memory=script_args.release_host_memory,
     )
     resume = training_args.resume_from_checkpoint
     try:

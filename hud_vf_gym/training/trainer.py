@@ -4,7 +4,10 @@ The GRPO loss, sampling, reward weighting, logging and checkpointing are TRL's o
 `_get_per_token_logps_and_entropies` (the forward pass that scores completions, for the loss and for old or
 reference log-probabilities) changes: rows that share a prompt are packed into one sequence
 (`hud_vf_gym.training.shared_prefix`), so the prompt runs through the model once per group instead of once per
-rollout. The values are the per-row pass's up to float summation order, and so is the gradient.
+rollout. The values are the per-row pass's up to float summation order, and so is the gradient. A model that
+attends with SDPA attends the packed sequence block by block during a training step
+(`hud_vf_gym.training.shared_prefix_attention`): each segment against the prompt and itself, never the hidden
+blocks a dense mask would still compute.
 
 ```python
 trainer = HUDGRPOTrainer(model=model, args=GRPOConfig(per_device_train_batch_size=4, num_generations=4, ...),

@@ -145,7 +145,10 @@ def packed_part(model: Any, rounds: int) -> str:
     from hud_vf_gym.training.shared_prefix_attention import LAYOUT_KEYWORD, shared_prefix_attention
 
     model.train()
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5's name (the old one warns)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     ids, positions, visible, layout, scored = packed_group()
     results: dict[str, tuple[Any, Any]] = {}
 

@@ -18,7 +18,7 @@ Held-out means different tasks (other targets, other board sizes), not only othe
 Measured with the defaults on the project machine (2 cores), seed 0, 12 held-out rollouts at T=1.0, the same in
 every session: format_compliance 0.337 -> 0.989, tool_execution 0.222 -> 0.972, task_completion 0.065 -> 0.294,
 reward 0.114 -> 0.432 (success 0/12 both times: the model learns the format and valid moves, not yet good play).
-36 s per step at load ~2 and 2.94 GiB peak RSS for the whole process (about 10 minutes in all); before the packed
+32 s per step at load ~2 and 3.01 GiB peak RSS for the whole process (about 10 minutes in all); before the packed
 log-probability pass and the memory work, 55-73 s per step and 14.3 GB.
 Entropy falls from 2.1 to 0.1 over the 12 steps and the last groups have identical rewards (frac_reward_zero_std
 1), so longer runs want a lower learning rate or beta > 0. Without the few-shot turns SmolLM2 writes no tool call

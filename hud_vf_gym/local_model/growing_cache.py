@@ -44,7 +44,7 @@ class GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
             self.lazy_initialization(key_states, value_states)
         length = self.get_seq_length()
         needed = length + key_states.shape[-2]
-        if not self._owns_views() or needed > self._capacity() or key_states.shape[0] != self._rows():
+        if not self._owns_views() or needed > self._capacity():
             self._move_into_buffers(key_states, value_states, needed)
         assert self._key_buffer is not None and self._value_buffer is not None
         self._key_buffer[..., length:needed, :].copy_(key_states)
@@ -65,9 +65,6 @@ class GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
 
     def _capacity(self) -> int:
         return 0 if self._key_buffer is None else int(self._key_buffer.shape[-2])
-
-    def _rows(self) -> int:
-        return -1 if self._key_buffer is None else int(self._key_buffer.shape[0])
 
     def _move_into_buffers(self, key_states: torch.Tensor, value_states: torch.Tensor, needed: int) -> None:
         """New buffers with room beyond `needed`, holding the cached positions (if any)."""

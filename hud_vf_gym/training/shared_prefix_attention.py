@@ -113,9 +113,10 @@ def _fits(layout: SegmentLayout, query: torch.Tensor, key: torch.Tensor) -> bool
 @contextlib.contextmanager
 def shared_prefix_attention(model: Any) -> Iterator[bool]:
     """Within the block, a model that attends with SDPA uses `shared_prefix_sdpa` (yields whether it does)."""
-    config = getattr(model, "config", None)
-    if config is None or getattr(config, "_attn_implementation", None) != "sdpa":
-        yield config is not None and getattr(config, "_attn_implementation", None) == ATTENTION_NAME
+    config: Any = getattr(model, "config", None)
+    implementation = getattr(config, "_attn_implementation", None)
+    if implementation != "sdpa":
+        yield implementation == ATTENTION_NAME
         return
     config._attn_implementation = ATTENTION_NAME
     try:

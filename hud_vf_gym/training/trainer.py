@@ -21,7 +21,6 @@ losses and attention implementations that take no custom mask (FlashAttention) g
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
@@ -93,9 +92,9 @@ class HUDGRPOTrainer(GRPOTrainer):
 
     def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> torch.Tensor:
         """TRL's step; an SDPA model attends packed groups block by block, in the loss pass and its backward."""
-        # the switch spans backward too: activation checkpointing recomputes the forward there
-        switch = shared_prefix_attention(self.accelerator.unwrap_model(model)) if self.share_prompts else None
-        with switch or contextlib.nullcontext():
+        # the switch spans backward too: activation checkpointing recomputes the forward there (and without a
+        # packed group in the call the switched-to function is plain SDPA)
+        with shared_prefix_attention(self.accelerator.unwrap_model(model)):
             return super().training_step(model, inputs, num_items_in_batch)  # type: ignore[no-any-return, no-untyped-call]
 
     def _generate_and_score_completions(self, inputs: Any) -> Any:
